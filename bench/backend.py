@@ -125,7 +125,7 @@ def bench_scoring(backend: LocalBackend, repeats: int) -> dict[str, Any]:
         return out
 
     t_shared, t_indep = [], []
-    for _ in range(max(1, repeats // 3)):
+    for _ in range(max(1, repeats // 2)):
         dt, a = timed(shared)
         t_shared.append(dt)
         dt, b = timed(independent)
@@ -134,6 +134,7 @@ def bench_scoring(backend: LocalBackend, repeats: int) -> dict[str, Any]:
     return {
         "prompt_tokens": n_prompt,
         "continuation_tokens": [len(backend.tokenize(c, bos=False)) for c in conts],
+        "repeats": len(t_shared),
         "shared_s": s,
         "independent_s": i,
         "speedup": i / s,

@@ -112,6 +112,18 @@ def test_shared_prefix_scores_equal_independent_evaluations(backend):
 
 
 @pytest.mark.model
+def test_a_score_does_not_depend_on_the_other_candidates_or_their_order(backend):
+    prompt = HISTORY + "\nThe next movie the user will watch is:"
+    # 70 continuations: more than one decode (at most 62 sequences each)
+    titles = [f" Movie number {i}" for i in range(68)] + [" Toy Story", ""]
+    forward = backend.score(prompt, titles)
+    backward = backend.score(prompt, titles[::-1])[::-1]
+    assert forward == backward and forward[-1] == 0.0
+    assert backend.score(prompt, [" Toy Story"])[0] == forward[-2]
+    assert backend.score(prompt, [" Movie number 3", " Movie number 7"]) == forward[3:8:4]
+
+
+@pytest.mark.model
 def test_single_digit_ratings_after_a_trailing_space(backend):
     prompt = "Review: a wonderful, moving film.\nRating (1 to 5): "
     assert len(backend.tokenize("5", bos=False)) == 1
