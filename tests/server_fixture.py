@@ -43,7 +43,11 @@ def free_port() -> int:
 class LlamaServer:
     """A ``llama_cpp.server`` subprocess; ``start()`` returns once ``/v1/models`` answers."""
 
-    def __init__(self, model_path: str, *, n_ctx: int = 2048, n_threads: int = 2) -> None:
+    def __init__(self, model_path: str, *, n_ctx: int = 2048, n_threads: int | None = None) -> None:
+        # one thread unless told otherwise: the server shares the machine with the tests, and
+        # ggml's spinning barrier made 2 threads take 10 s per request at load 4 (0.3 s with 1)
+        if n_threads is None:
+            n_threads = int(os.environ.get("RECPROMPT_N_THREADS", "1"))
         self.model_path = model_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
