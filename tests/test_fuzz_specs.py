@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,7 @@ from recprompt.errors import RecpromptError
 from recprompt.spec import Spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
+SCALE = int(os.environ.get("RECPROMPT_FUZZ_SCALE", "1"))  # bench/fuzz.py runs more examples
 SEED_TEXTS = sorted(
     (p.relative_to(ROOT).as_posix(), p.read_text(encoding="utf-8"))
     for p in (ROOT / "templates").rglob("*.yaml")
@@ -299,9 +301,9 @@ def check_yaml(text: str) -> str:
     return "ok"
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120 * SCALE)
 @settings(
-    max_examples=700,
+    max_examples=700 * SCALE,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -530,9 +532,9 @@ def check_decorated(source: str, kwargs: dict[str, Any]) -> str:
     return "ok"
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120 * SCALE)
 @settings(
-    max_examples=400,
+    max_examples=400 * SCALE,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
