@@ -84,3 +84,22 @@ def test_a_folder_of_another_run_is_refused(tmp_path):
     other = RunConfig("a", "h1", "1-1", 0, "local", {"seed": 1}, 0.0, 0)
     with pytest.raises(RecpromptError, match=r"different run .*protocol"):
         check_folder(tmp_path, other)
+
+
+def test_reports_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    from recprompt._files import write_text_atomic
+
+    target = write_text_atomic(tmp_path / "report.json", '{"old": 1}')
+
+    def crash(self, other):  # the process dies between writing the temp file and renaming it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_text_atomic(target, '{"new": 2}')
+    assert target.read_text() == '{"old": 1}'  # never half of the new text
+    monkeypatch.undo()
+    write_text_atomic(target, '{"new": 2}')
+    assert target.read_text() == '{"new": 2}' and sorted(p.name for p in tmp_path.iterdir()) == [
+        "report.json"
+    ]

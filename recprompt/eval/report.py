@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from recprompt._files import write_text_atomic
+
 __all__ = ["package_versions", "write_markdown", "write_plots", "write_report"]
 
 PACKAGES = (
@@ -38,11 +40,8 @@ def package_versions() -> dict[str, str]:
 
 
 def write_report(out: Path, report: dict[str, Any]) -> Path:
-    path = out / "report.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    text = json.dumps(report, indent=2, sort_keys=True, default=str)
+    return write_text_atomic(out / "report.json", text)
 
 
 def _fmt(cell: dict[str, float] | None) -> str:
@@ -80,7 +79,7 @@ def write_markdown(out: Path, report: dict[str, Any]) -> Path:
     lines += ["", "## Protocol", "", "```json", json.dumps(report["protocol"], indent=2), "```"]
     lines += ["", "## Cost", "", "```json", json.dumps(report["usage"], indent=2), "```", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(path, "\n".join(lines))
     return path
 
 

@@ -24,6 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from recprompt._files import write_text_atomic
 from recprompt.backends.base import Usage
 from recprompt.compile.program import Program
 from recprompt.data import Dataset, Protocol, split_dataset
@@ -95,9 +96,7 @@ def check_folder(out: Path, config: RunConfig) -> None:
             )
         if existing is not None:
             return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(config.as_dict(), indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(config.as_dict(), indent=2, sort_keys=True))
 
 
 def rank_record(program: Program, case: Case) -> dict[str, Any]:

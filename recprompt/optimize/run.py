@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from recprompt._files import write_text_atomic
 from recprompt.backends.base import Backend
 from recprompt.data import Dataset
 from recprompt.errors import InputError
@@ -135,10 +136,9 @@ def optimize(
         summary = _report(spec, dataset, meter, result, seed, budget, search_calls)
         summary["program"] = str(program_path)
         base = program_path.with_suffix("")
-        Path(f"{base}.report.json").write_text(
-            json.dumps(summary, indent=2, sort_keys=True, default=str), encoding="utf-8"
-        )
-        Path(f"{base}.report.md").write_text(_table(summary), encoding="utf-8")
+        text = json.dumps(summary, indent=2, sort_keys=True, default=str)
+        write_text_atomic(f"{base}.report.json", text)
+        write_text_atomic(f"{base}.report.md", _table(summary))
     return OptimizeOutcome(result, program_path, summary)
 
 

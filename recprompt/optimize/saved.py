@@ -18,6 +18,7 @@ from typing import Any
 
 import dspy
 
+from recprompt._files import write_text_atomic
 from recprompt.compile.program import Program
 from recprompt.errors import ProgramError, RecpromptError
 from recprompt.select import attach, make_selector
@@ -78,10 +79,7 @@ def save_program(
     }
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True, default=str), encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_text_atomic(out, json.dumps(state, indent=1, sort_keys=True, default=str))
 
 
 def _find_spec(saved: dict[str, Any], where: Path) -> Path:
