@@ -8,7 +8,7 @@ import pytest
 
 from recprompt.backends import LocalBackend, get_backend
 from recprompt.constraints import Choice, FreeText, ItemList, JsonObject
-from recprompt.errors import ModelNotFoundError, OutputError
+from recprompt.errors import BackendError, ModelNotFoundError, OutputError
 
 ITEMS = tuple(f"item_{i}" for i in range(1, 21))
 LIST_PROMPT = (
@@ -121,6 +121,13 @@ def test_a_score_does_not_depend_on_the_other_candidates_or_their_order(backend)
     assert forward == backward and forward[-1] == 0.0
     assert backend.score(prompt, [" Toy Story"])[0] == forward[-2]
     assert backend.score(prompt, [" Movie number 3", " Movie number 7"]) == forward[3:8:4]
+
+
+@pytest.mark.model
+def test_a_continuation_longer_than_a_batch_is_refused_clearly(backend):
+    with pytest.raises(BackendError, match=r"scoring takes at most 513"):
+        backend.score("Review:", [" word" * 600])
+    assert backend.score("Review:", [" word"])[0] < 0  # the backend is still usable
 
 
 @pytest.mark.model

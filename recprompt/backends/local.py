@@ -9,13 +9,9 @@ Why this module runs its own decoding loop instead of ``Llama.create_completion`
   position's logits, and decoding stops as soon as the constraint is complete, without
   evaluating a last token just to sample EOS;
 * scoring needs log-probabilities of given continuations; ``logits_all=True`` allocates
-  n_ctx × 262k floats (20+ s), so :meth:`LocalBackend.score` evaluates the prompt once and then,
-  per continuation, decodes only the continuation in one batch with logits for its positions,
-  then removes those positions from the KV cache again. With ``batch_scoring=True`` all
-  continuations go into one multi-sequence decode instead (each its own sequence sharing the
-  prompt's cache cells): about 1.3x faster for 20 titles, but a continuation's score then moves
-  by up to ~0.09 nats with the other candidates in the batch (ggml's CPU kernels block rows by
-  batch position), which order-sensitive diagnostics would read as position bias. Hence opt-in.
+  n_ctx × 262k floats (20+ s), so :meth:`LocalBackend.score` evaluates the prompt once, then
+  decodes all continuations together in one multi-sequence batch (each its own sequence over
+  the prompt's cells) with logits for their positions, and removes them from the KV cache.
 
 Threads: ``n_threads`` defaults to 2 (or ``$RECPROMPT_N_THREADS``). On an oversubscribed
 machine ggml's spinning thread barrier makes 2 threads far slower than 1 (measured with load 9
@@ -425,7 +421,7 @@ class LocalBackend:
         if too_long:
             raise BackendError(
                 f"a continuation has {len(conts[too_long[0]])} tokens; scoring takes at most "
-                f"{llm.n_batch - _BLOCK}",
+                f"{llm.n_batch + 1}",
                 hint="score shorter continuations (item titles, labels)",
             )
         batch = llama_cpp.llama_batch_init(llm.n_batch, 0, 1)
