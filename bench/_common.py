@@ -30,3 +30,15 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2))
     return path
+
+
+def merge_result(name: str, key: str, value: dict[str, Any]) -> Path:
+    """Put ``value`` under ``key`` of ``results/NAME.json``, keeping the other keys (several
+    benchmarks share reliability.json); written atomically."""
+    from recprompt._files import write_text_atomic
+
+    path = RESULTS / f"{name}.json"
+    RESULTS.mkdir(exist_ok=True)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[key] = value
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

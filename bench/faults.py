@@ -35,8 +35,9 @@ from recprompt.data import load_dataset
 from recprompt.errors import ServerError
 from recprompt.eval.cases import default_protocol
 from recprompt.eval.evaluate import evaluate
+from recprompt.eval.store import read_lines
 
-from _common import RESULTS
+from _common import merge_result
 
 TIMEOUT, HOLD = 30.0, 32.0  # the proxy holds "timeout" requests longer than the client waits
 
@@ -54,23 +55,11 @@ def run(url: str, out: Path, users: int, seed: int) -> dict[str, Any]:
 
 def lines_by_id(out: Path) -> tuple[dict[str, Any], list[str]]:
     """Values by case id (first valid line wins, as the store reads it) and every line's id."""
+    records, _ = read_lines(out / "results.jsonl")
     values: dict[str, Any] = {}
-    ids = []
-    for line in (out / "results.jsonl").read_text().splitlines():
-        record = json.loads(json.loads(line)["payload"])
-        ids.append(record["id"])
+    for record in records:
         values.setdefault(record["id"], record["value"])
-    return values, ids
-
-
-def merge_result(key: str, value: dict[str, Any]) -> Path:
-    path = RESULTS / "reliability.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[key] = value
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return values, [record["id"] for record in records]
 
 
 def main() -> None:
@@ -150,7 +139,7 @@ def main() -> None:
     finally:
         server.stop()
     print(json.dumps(result, indent=2))
-    print("wrote", merge_result("faults", result))
+    print("wrote", merge_result("reliability", "faults", result))
 
 
 if __name__ == "__main__":

@@ -28,11 +28,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from faults import merge_result
 from test_hostile_data import HOSTILE, PLAIN
 
 import recprompt
 from recprompt.backends import get_backend
+
+from _common import merge_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,11 +133,11 @@ def main() -> None:
     if args.only in (None, "fuzz"):
         result = fuzz_counts(args.scale)
         print(result)
-        merge_result("fuzz", result)
+        merge_result("reliability", "fuzz", result)
     if args.only in (None, "hostile"):
         result = hostile_through_model(args.calls)
         print(result)
-        merge_result("hostile", result)
+        merge_result("reliability", "hostile", result)
 
 
 if __name__ == "__main__":

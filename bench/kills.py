@@ -32,7 +32,6 @@ Writes the key "kills" of bench/results/reliability.json (other keys are kept).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -43,10 +42,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from recprompt.backends.cache import entry_payload
+from recprompt.eval.store import read_lines
+
+from _common import merge_result
 
 RESULTS = Path(__file__).resolve().parent / "results" / "reliability.json"
 EVAL_ARGS = ["--users", "8", "--baselines", "global_mean,user_mean"]
@@ -57,27 +60,6 @@ Json = dict[str, Any]
 
 
 # -- read-only inspection of what a killed run left behind ------------------------------------
-
-
-def read_results(path: Path) -> tuple[list[Json], int]:
-    """Valid records of a results.jsonl in file order, and how many lines are torn/corrupt.
-    Mirrors recprompt.eval.store's envelope but never repairs the file."""
-    if not path.exists():
-        return [], 0
-    records, bad = [], 0
-    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            envelope = json.loads(line)
-            payload = envelope["payload"]
-            if envelope["crc"] != f"{zlib.crc32(payload.encode('utf-8')):08x}":
-                raise ValueError("crc")
-            record = json.loads(payload)
-            records.append({"id": record["id"], "value": record["value"]})
-        except (ValueError, KeyError, TypeError):
-            bad += 1
-    return records, bad
 
 
 def inspect_cache(directory: Path) -> Json:
@@ -92,12 +74,9 @@ def inspect_cache(directory: Path) -> Json:
                 continue
             entries += 1
             try:
-                entry = json.loads(path.read_text(encoding="utf-8"))
-                digest = hashlib.sha256(json.dumps(entry["payload"], sort_keys=True).encode())
-                ok = entry["key"] == path.stem and entry["checksum"] == digest.hexdigest()
-            except (ValueError, KeyError, TypeError):
-                ok = False
-            corrupt += not ok
+                entry_payload(path, path.stem)
+            except (OSError, ValueError, KeyError, TypeError):
+                corrupt += 1
     return {"entries": entries, "corrupt": corrupt, "temp_files": temp}
 
 
@@ -221,14 +200,14 @@ def eval_campaign(work: Path, kills: int, seed: int) -> Json:
         command(ref_out),
         work / "eval-ref-cache",
         work / "eval-ref.log",
-        lambda: len(read_results(ref_out / "results.jsonl")[0]),
+        lambda: len(read_lines(ref_out / "results.jsonl")[0]),
     )
-    expected, _ = read_results(ref_out / "results.jsonl")
+    expected, _ = read_lines(ref_out / "results.jsonl")
     print(f"eval reference: {len(expected)} cases in {ref['seconds']} s", flush=True)
     cache = work / "eval-cache"
 
     def inspect() -> Json:
-        _, bad = read_results(out / "results.jsonl")
+        _, bad = read_lines(out / "results.jsonl")
         return {"torn_lines": bad, "cache": inspect_cache(cache)}
 
     run = campaign(
@@ -238,11 +217,11 @@ def eval_campaign(work: Path, kills: int, seed: int) -> Json:
         kills,
         random.Random(seed),
         ref,
-        lambda: len({r["id"] for r in read_results(out / "results.jsonl")[0]}),
+        lambda: len({r["id"] for r in read_lines(out / "results.jsonl")[0]}),
         len(expected),
         inspect,
     )
-    got, bad = read_results(out / "results.jsonl")
+    got, bad = read_lines(out / "results.jsonl")
     ids = [r["id"] for r in got]
     want = {r["id"]: r["value"] for r in expected}
     have: dict[str, Any] = {}
@@ -343,19 +322,6 @@ def optimize_campaign(work: Path, kills: int, seed: int) -> Json:
 # -- entry point ------------------------------------------------------------------------------
 
 
-def write_key(key: str, value: Json) -> None:
-    """Merge ``value`` under ``key`` into reliability.json, atomically (others own other keys)."""
-    RESULTS.parent.mkdir(exist_ok=True)
-    current = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    current[key] = value
-    fd, tmp = tempfile.mkstemp(dir=RESULTS.parent, prefix=".reliability-", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(current, indent=2, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, RESULTS)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=6, help="kills per campaign")
@@ -395,7 +361,7 @@ def main() -> int:
             f"cache {part['cache_after']}"
         )
     result["ok"] = ok
-    write_key("kills", result)
+    merge_result("reliability", "kills", result)
     print(f"{'ok' if ok else 'MISMATCH'}; wrote {RESULTS} (work folder {work})")
     if ok:
         shutil.rmtree(work, ignore_errors=True)

@@ -7,7 +7,6 @@ faults is ``bench/faults.py``.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from server_fixture import LlamaServer
 from recprompt.backends.litellm_backend import LiteLLMBackend
 from recprompt.constraints import Choice
 from recprompt.errors import ServerError
-from recprompt.eval.store import ResultStore
+from recprompt.eval.store import ResultStore, read_lines
 
 pytestmark = pytest.mark.server
 
@@ -93,10 +92,10 @@ def evaluate_through(url: str, out: Path, data_root: Path, **options: float) -> 
 
 def stored(out: Path) -> tuple[dict[str, object], list[str]]:
     """Values by case id, and the id of every line in the file (duplicates would show)."""
-    store = ResultStore(out / "results.jsonl")
-    lines = (out / "results.jsonl").read_text().splitlines()
-    ids = [json.loads(json.loads(line)["payload"])["id"] for line in lines]
-    return {r["id"]: r["value"] for r in store}, ids
+    records, _ = read_lines(out / "results.jsonl")
+    return {r["id"]: r["value"] for r in ResultStore(out / "results.jsonl")}, [
+        r["id"] for r in records
+    ]
 
 
 def test_evaluation_completes_through_random_faults(server, tmp_path, data_root):

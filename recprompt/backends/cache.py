@@ -27,7 +27,7 @@ from typing import Any
 from recprompt.backends.base import Backend, Completion, Prompt, Usage
 from recprompt.constraints import Constraint
 
-__all__ = ["CachedBackend", "default_cache_dir"]
+__all__ = ["CachedBackend", "default_cache_dir", "entry_payload"]
 
 _FORMAT = 1
 
@@ -40,6 +40,15 @@ def default_cache_dir() -> Path:
 
 def _checksum(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def entry_payload(path: Path, key: str) -> Any:
+    """The payload an entry file holds for ``key``; raises if the file is missing
+    (FileNotFoundError), torn, corrupted or another key's (ValueError, KeyError, TypeError)."""
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    if entry["key"] != key or entry["checksum"] != _checksum(entry["payload"]):
+        raise ValueError(f"{path} fails its key or checksum")
+    return entry["payload"]
 
 
 class CachedBackend:
@@ -74,9 +83,7 @@ class CachedBackend:
     def _read(self, key: str) -> Any | None:
         path = self.path(key)
         try:
-            entry = json.loads(path.read_text(encoding="utf-8"))
-            if entry["key"] == key and entry["checksum"] == _checksum(entry["payload"]):
-                return entry["payload"]
+            return entry_payload(path, key)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError):

@@ -17,11 +17,42 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResultStore"]
+from recprompt._files import write_text_atomic
+
+__all__ = ["ResultStore", "read_lines"]
 
 
 def _crc(payload: str) -> str:
     return f"{zlib.crc32(payload.encode('utf-8')):08x}"
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    """The record a line carries, or None if the line is torn or fails its checksum."""
+    try:
+        envelope = json.loads(line)
+        payload = envelope["payload"]
+        if envelope.get("crc") != _crc(payload):
+            return None
+        record = json.loads(payload)
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+    return record if isinstance(record, dict) and "id" in record else None
+
+
+def _scan(raw: str) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    for line in raw.splitlines():
+        if line.strip():
+            yield line, _parse(line)
+
+
+def read_lines(path: str | Path) -> tuple[list[dict[str, Any]], int]:
+    """Every valid record of a results file in file order, repeats included, and the number of
+    torn or corrupt lines; never repairs the file (for checks of what a crash left behind)."""
+    path = Path(path)
+    if not path.exists():
+        return [], 0
+    scanned = list(_scan(path.read_bytes().decode("utf-8", errors="replace")))
+    return [r for _, r in scanned if r is not None], sum(r is None for _, r in scanned)
 
 
 class ResultStore:
@@ -34,38 +65,19 @@ class ResultStore:
         self._lock = threading.Lock()
         self._load()
 
-    def _parse(self, line: str) -> dict[str, Any] | None:
-        try:
-            envelope = json.loads(line)
-            payload = envelope["payload"]
-            if envelope.get("crc") != _crc(payload):
-                return None
-            record = json.loads(payload)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            return None
-        return record if isinstance(record, dict) and "id" in record else None
-
     def _load(self) -> None:
         if not self.path.exists():
             return
         good: list[str] = []
         raw = self.path.read_bytes().decode("utf-8", errors="replace")
-        for line in raw.splitlines():
-            if not line.strip():
-                continue
-            record = self._parse(line)
+        for line, record in _scan(raw):
             if record is None or record["id"] in self.records:
                 self.dropped += 1
                 continue
             self.records[record["id"]] = record
             good.append(line)
         if self.dropped or (raw and not raw.endswith("\n")):
-            tmp = self.path.with_suffix(".tmp")
-            with tmp.open("w", encoding="utf-8") as handle:
-                handle.write("".join(g + "\n" for g in good))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, "".join(g + "\n" for g in good))
 
     def __contains__(self, case_id: str) -> bool:
         return case_id in self.records
