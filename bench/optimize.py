@@ -40,7 +40,7 @@ from recprompt.spec import load_spec
 from _common import write_result
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "templates" / "p5" / "rating.yaml"
+SPEC = ROOT / "recprompt" / "templates" / "p5" / "rating.yaml"
 SEED, DEMO, VALID, TEST = 0, 30, 20, 40
 MAX_LABELED, MAX_BOOT = 4, 2
 

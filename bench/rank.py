@@ -97,7 +97,7 @@ def run_strategy(program: Program, cases: list[Case]) -> tuple[list[dict], list[
 
 
 def spec_for(name: str, **overrides: Any) -> Program:
-    spec = load_spec(ROOT / "templates" / "rank" / f"{name}.yaml")
+    spec = load_spec(ROOT / "recprompt" / "templates" / "rank" / f"{name}.yaml")
     if overrides:
         spec = spec.model_copy(update={"rank": spec.rank.model_copy(update=overrides)})
     return Program(spec)

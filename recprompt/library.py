@@ -19,7 +19,7 @@ __all__ = ["builtin_specs", "resolve_spec_path", "templates_dir"]
 
 def templates_dir() -> Path:
     env = os.environ.get("RECPROMPT_TEMPLATES")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "templates"
+    return Path(env) if env else Path(__file__).resolve().parent / "templates"
 
 
 @lru_cache(maxsize=4)

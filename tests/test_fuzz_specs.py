@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCALE = int(os.environ.get("RECPROMPT_FUZZ_SCALE", "1"))  # bench/fuzz.py runs more examples
 SEED_TEXTS = sorted(
     (p.relative_to(ROOT).as_posix(), p.read_text(encoding="utf-8"))
-    for p in (ROOT / "templates").rglob("*.yaml")
+    for p in (ROOT / "recprompt" / "templates").rglob("*.yaml")
 )
 SEED_DATA = [yaml.safe_load(text) for _, text in SEED_TEXTS]
 FILE = "fuzz.yaml"
@@ -321,7 +321,7 @@ def test_seed_specs_all_load() -> None:
 
 
 # Regressions found by fuzzing (each crashed or hung before the fix).
-GOOD = dict(SEED_TEXTS)["templates/tallrec/binary.yaml"]
+GOOD = dict(SEED_TEXTS)["recprompt/templates/tallrec/binary.yaml"]
 LAUGHS = "".join(
     f"z{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10 if i else ["1"] * 10) + "]\n" for i in range(9)
 )

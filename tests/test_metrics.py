@@ -153,3 +153,33 @@ def test_validity_report_categories() -> None:
     }
     assert rep.rates["valid"] == pytest.approx(2 / 6) and rep.n == 6
     assert rep.as_dict()["counts"] == rep.counts
+
+
+def test_paired_difference_on_identical_runs_has_p_one() -> None:
+    from recprompt.metrics import paired_difference
+
+    values = np.random.default_rng(3).random(200)
+    result = paired_difference(values, values.copy(), seed=0)
+    assert result.p_value == 1.0
+    assert result.difference == 0.0 and result.low == 0.0 and result.high == 0.0
+    assert not result.significant
+
+
+def test_paired_difference_detects_a_shift_that_unpaired_intervals_miss() -> None:
+    from recprompt.metrics import bootstrap_ci, paired_difference
+
+    rng = np.random.default_rng(0)
+    base = rng.random(300)  # large per-case spread shared by both systems
+    better = base + 0.02 + rng.normal(0, 0.005, 300)
+    result = paired_difference(base, better, seed=0)
+    assert result.low > 0.0 and result.p_value < 0.01
+    assert abs(result.difference - float((better - base).mean())) < 1e-12
+    # unpaired, the two intervals overlap: pairing is what detects the shift
+    assert bootstrap_ci(better).low < bootstrap_ci(base).high
+
+
+def test_paired_difference_refuses_unaligned_cases() -> None:
+    from recprompt.metrics import paired_difference
+
+    with pytest.raises(ValueError):
+        paired_difference([1.0, 2.0], [1.0])

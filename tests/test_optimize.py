@@ -18,7 +18,7 @@ from recprompt.optimize import CallMeter, Config, optimize, partition_users
 from recprompt.optimize.search import search_space
 
 ROOT = Path(__file__).resolve().parent.parent
-RATING = ROOT / "templates" / "p5" / "rating.yaml"
+RATING = ROOT / "recprompt" / "templates" / "p5" / "rating.yaml"
 
 
 class FakeBackend:

@@ -33,7 +33,7 @@ from recprompt.rank import (
 from recprompt.rank.pairwise import Comparator, all_pairs, heap_top_k, sliding_window
 from recprompt.spec import load_spec
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "rank"
+TEMPLATES = Path(__file__).resolve().parent.parent / "recprompt" / "templates" / "rank"
 HISTORY = [{"item_id": "h1", "title": "Heat (1995)"}, {"item_id": "h2", "title": "Babe (1995)"}]
 
 

@@ -151,7 +151,7 @@ def test_schema_is_current():
     """schemas/ is generated from the model; regenerate with 'recprompt schema'."""
     from recprompt.spec.schema import SCHEMA_FILE, schema_text
 
-    on_disk = (Path(__file__).parent.parent / "schemas" / SCHEMA_FILE).read_text()
+    on_disk = (Path(__file__).parent.parent / "recprompt" / "schemas" / SCHEMA_FILE).read_text()
     assert on_disk == schema_text(), "stale JSON Schema: run 'recprompt schema'"
 
 

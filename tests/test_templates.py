@@ -14,7 +14,7 @@ import pytest
 from recprompt.spec import load_spec
 from recprompt.spec.model import Spec
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent.parent / "recprompt" / "templates"
 SPEC_FILES = sorted(TEMPLATES.rglob("*.yaml"))
 
 P5_FAMILIES = {

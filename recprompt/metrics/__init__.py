@@ -2,6 +2,7 @@
 
 from recprompt.metrics.auc import auc
 from recprompt.metrics.bootstrap import ConfidenceInterval, bootstrap_ci
+from recprompt.metrics.paired import PairedDifference, paired_difference
 from recprompt.metrics.ranking import (
     expected_metrics_from_scores,
     expected_metrics_per_case,
@@ -19,6 +20,7 @@ from recprompt.metrics.validity import ValidityReport, validity_report
 
 __all__ = [
     "ConfidenceInterval",
+    "PairedDifference",
     "ValidityReport",
     "auc",
     "bleu4",
@@ -30,6 +32,7 @@ __all__ = [
     "mrr",
     "ndcg_at_k",
     "ndcg_at_k_graded",
+    "paired_difference",
     "rank_of",
     "ranks_from_scores",
     "recall_at_k",

@@ -215,7 +215,7 @@ def parse_spec(text: str, file: str = "<spec>") -> Spec:
         raise SpecError(
             "a spec must be a YAML mapping (name:, task:, inputs:, template:, output:)",
             location=Location(file, 1, 1),
-            hint="see templates/ for complete examples",
+            hint="see the built-in specs (recprompt list) for complete examples",
         )
     where = _Positions()
     where.walk(node)
