@@ -1,6 +1,8 @@
 """What every ranking strategy shares: the result type, the call context, and tie-breaking.
 
-A strategy turns one candidate order into a score per candidate (higher = better). Scores,
+A strategy turns one candidate order into a score per candidate (higher = better), keyed
+by the candidate's *item id* (its name only when it has no id): two items may share a title
+(MovieLens 100K has 18 such pairs), and a name-keyed table would merge them. Scores,
 never parsed orders, are the common currency, because bootstrap aggregation (Borda), fusion
 with a collaborative prior and the eval report all consume scores. Ties are broken by one
 seeded permutation per candidate set, never by list position: position is exactly the bias
@@ -23,7 +25,16 @@ from recprompt.backends.base import Backend, Usage
 from recprompt.spec.model import RankSpec
 from recprompt.types import item_name
 
-__all__ = ["Context", "OrderScores", "RankResult", "order_by", "tiebreak_rng"]
+__all__ = ["Context", "OrderScores", "RankResult", "item_key", "order_by", "tiebreak_rng"]
+
+
+def item_key(item: Any, name: str) -> str:
+    """What identifies a candidate inside ranking: its ``item_id``, else its ``name``."""
+    if isinstance(item, dict):
+        ident = item.get("item_id")
+        if ident is not None and ident != "":
+            return str(ident)
+    return name
 
 
 @dataclass
@@ -36,6 +47,7 @@ class RankResult:
     """
 
     ranking: list[str]
+    """Candidate names (the display text prompts showed, unique in the set), best first."""
     scores: dict[str, float] | None
     strategy: str
     usage: Usage
@@ -44,6 +56,8 @@ class RankResult:
     prior_scores: dict[str, float] | None = None
     orders: list[list[str]] = field(default_factory=list)
     """The candidate orders the model saw (one per bootstrap sample)."""
+    ids: list[str] = field(default_factory=list)
+    """The ranking as item ids (names for candidates without an id), best first."""
 
     @property
     def valid(self) -> bool:
@@ -52,7 +66,7 @@ class RankResult:
 
 @dataclass
 class OrderScores:
-    """One strategy run on one candidate order: a score per name, or why it failed."""
+    """One strategy run on one candidate order: a score per item key, or why it failed."""
 
     scores: dict[str, float]
     error: str | None = None
@@ -98,7 +112,12 @@ class Context:
         self.calls = 0
 
     def name(self, item: Any) -> str:
+        """The text that names ``item`` in prompts and parsed answers."""
         return item_name(item, self.key)
+
+    def id(self, item: Any) -> str:
+        """The key of ``item`` in every score table (see :func:`item_key`)."""
+        return item_key(item, self.name(item))
 
     def usage(self) -> Usage:
         """What this ranking cost: the backend's usage delta, or our own call count."""

@@ -1,8 +1,10 @@
 """Checks that belong in every ranking report: position bias, popularity bias, cost.
 
 They read the eval runner's records (``id``, ``label``, ``value`` = the ranking, ``usage``,
-``meta`` with ``positive``, ``positive_index``, ``candidates`` and ``candidate_names``), so
-they work on a finished ``results.jsonl`` as well as in a benchmark.
+``meta`` with ``positive``, ``positive_index``, ``candidates`` and ``candidate_names``;
+``ranking_ids`` = the ranking as item ids when the record has it), so they work on a
+finished ``results.jsonl`` as well as in a benchmark. Items are looked up by id, never by
+title (two items may share one).
 
 * Position bias (LLMRank): hit rate by where the positive stood in the prompt's candidate
   list. A flat profile is the goal; a falling one means the model reads order, not taste.
@@ -66,9 +68,14 @@ def popularity_bias(
     rec, rec_pct, truth, truth_pct, pool = [], [], [], [], []
     for r in records:
         meta = r.get("meta", {})
-        ids = dict(zip(meta.get("candidate_names", []), meta.get("candidates", []), strict=False))
-        ranking = r["value"] if isinstance(r.get("value"), list) else []
-        top = [ids[n] for n in ranking[:k] if n in ids]
+        ranked_ids = r.get("ranking_ids")
+        if isinstance(ranked_ids, list) and ranked_ids:
+            top = [str(i) for i in ranked_ids[:k]]
+        else:
+            names = meta.get("candidate_names", [])
+            ids = dict(zip(names, meta.get("candidates", []), strict=False))
+            ranking = r["value"] if isinstance(r.get("value"), list) else []
+            top = [ids[n] for n in ranking[:k] if n in ids]
         rec += [float(popularity.get(i, 0)) for i in top]
         rec_pct += [pct.get(i, 0.0) for i in top]
         pool += [float(popularity.get(i, 0)) for i in meta.get("candidates", [])]

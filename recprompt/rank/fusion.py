@@ -61,10 +61,11 @@ class Prior:
     """Overrides the spec's ``rank.prior_weight`` when set (e.g. the tuned weight)."""
     method: Norm = "z"
 
-    def scores(self, user: str, items: Sequence[dict[str, Any]], names: Sequence[str]) -> dict:
+    def scores(self, user: str, items: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict:
+        """The prior's score of each candidate, keyed like the LLM scores (``keys``)."""
         ids = [str(i.get("item_id")) if isinstance(i, dict) else str(i) for i in items]
         values = np.asarray(self.model.score(str(user), ids), dtype=np.float64)
-        return dict(zip(names, values.tolist(), strict=True))
+        return dict(zip(keys, values.tolist(), strict=True))
 
 
 def attach_prior(

@@ -107,7 +107,8 @@ def heap_top_k(names: list[str], compare: Comparator, k: int) -> dict[str, float
     return scores
 
 
-def _asker(ctx: Context) -> Callable[[str, str], float]:
+def _asker(ctx: Context, names: dict[str, str]) -> Callable[[str, str], float]:
+    """One A/B prompt between two item keys, shown by their ``names``."""
     spec = ctx.program.spec
     a_in, b_in = ctx.rank.pair_inputs
     options = tuple(getattr(spec.output, "options", ()))
@@ -120,7 +121,7 @@ def _asker(ctx: Context) -> Callable[[str, str], float]:
     first, second = options
 
     def ask(a: str, b: str) -> float:
-        logps = ctx.choice({**ctx.inputs, a_in: a, b_in: b})
+        logps = ctx.choice({**ctx.inputs, a_in: names[a], b_in: names[b]})
         if logps[first] == logps[second]:
             return 0.5
         return 1.0 if logps[first] > logps[second] else 0.0
@@ -130,8 +131,9 @@ def _asker(ctx: Context) -> Callable[[str, str], float]:
 
 def pairwise(ctx: Context, items: list[dict[str, Any]]) -> OrderScores:
     """PRP with the spec's method (allpair, sliding, heap) on one candidate order."""
-    names = [ctx.name(i) for i in items]
-    compare = Comparator(_asker(ctx))
+    shown = {ctx.id(i): ctx.name(i) for i in items}
+    names = list(shown)  # item keys: the sorts compare ids, prompts show names
+    compare = Comparator(_asker(ctx, shown))
     if ctx.rank.method == "allpair":
         return OrderScores(all_pairs(names, compare))
     if ctx.rank.method == "sliding":

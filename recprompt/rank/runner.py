@@ -5,15 +5,28 @@ orders, score each order with the strategy, aggregate by Borda when B > 1, fuse 
 collaborative prior when one is attached, and order by score with a seeded tie-break.
 Failures are kept: a failed order is reported in ``error`` and left out of the aggregate;
 if every order fails, the ranking is the seeded tie-break order and ``error`` says so.
+
+Candidates are keyed by item id throughout. Candidates with distinct ids but equal names
+(two films with one title) are told apart before anything is rendered: their names get the
+id appended (``"Chasing Amy (1997) [id 268]"``), so prompts, parsed lists and scores never
+confuse them. Candidates whose ids repeat are refused.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from recprompt.compile.inputs import Item, make_item
 from recprompt.errors import InputError
 from recprompt.rank.aggregate import bootstrap_orders, borda
-from recprompt.rank.base import Context, OrderScores, RankResult, order_by, tiebreak_rng
+from recprompt.rank.base import (
+    Context,
+    OrderScores,
+    RankResult,
+    item_key,
+    order_by,
+    tiebreak_rng,
+)
 from recprompt.rank.fusion import Prior, fuse
 from recprompt.rank.pairwise import pairwise
 from recprompt.rank.strategies import STRATEGIES
@@ -57,6 +70,24 @@ def _prior(program: Any, settings: RankSpec, given: Prior | None) -> Prior | Non
     return prior
 
 
+def _told_apart(candidates: list[Any], names: list[str], keys: list[str], key: str) -> list[Any]:
+    """Candidates whose equal names get ``[id X]`` appended (only those that repeat)."""
+    from recprompt.data.dataset import disambiguate
+
+    shown = disambiguate(dict(zip(keys, names, strict=True)))
+    out: list[Any] = []
+    for item, name, ident in zip(candidates, names, keys, strict=True):
+        new = shown[ident]
+        if new == name:
+            out.append(item)
+        elif isinstance(item, Item) and key == "title":
+            fields = {k: v for k, v in item.items() if k not in ("item_id", "title")}
+            out.append(make_item(item["item_id"], new, **fields))
+        else:
+            out.append({**item, key: new})
+    return out
+
+
 def rank(
     program: Any,
     inputs: dict[str, Any],
@@ -86,9 +117,21 @@ def rank(
         getattr(spec.output, "key", "title"),
     )
     names = [ctx.name(c) for c in candidates]
-    if len(set(names)) != len(names):
-        raise InputError(f"{spec.name}: candidate names repeat: rank needs distinct names")
-    tiebreak = [str(n) for n in tiebreak_rng(settings.seed, names).permutation(names)]
+    keys = [item_key(c, n) for c, n in zip(candidates, names, strict=True)]
+    if len(set(keys)) != len(keys):
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        raise InputError(
+            f"{spec.name}: candidates repeat ({', '.join(map(repr, repeated[:3]))}): "
+            "rank needs distinct items",
+            hint="give each candidate its own item_id",
+        )
+    if len(set(names)) != len(names):  # distinct items, one name: tell them apart
+        candidates = _told_apart(list(candidates), names, keys, ctx.key)
+        names = [ctx.name(c) for c in candidates]
+    name_of = dict(zip(keys, names, strict=True))
+    # seeded by the names, as before ids were keys, so earlier results reproduce
+    perm = tiebreak_rng(settings.seed, names).permutation(len(keys))
+    tiebreak = [keys[int(i)] for i in perm]
     orders = bootstrap_orders(candidates, settings.bootstrap, settings.seed, names)
     run = pairwise if strategy == "pairwise" else STRATEGIES[strategy]
     runs: list[OrderScores] = [run(ctx, order) for order in orders]
@@ -96,25 +139,30 @@ def rank(
     failed = [r.error for r in runs if r.error is not None]
     error = f"{len(failed)} of {len(runs)} orders failed: {failed[0]}" if failed else None
     if not good:
-        llm = dict.fromkeys(names, 0.0)
+        llm = dict.fromkeys(keys, 0.0)
     elif len(runs) == 1:
-        llm = {n: good[0][n] for n in names}
+        llm = {k: good[0][k] for k in keys}
     else:
         aggregated = borda(good)
-        llm = {n: aggregated[n] for n in names}
+        llm = {k: aggregated[k] for k in keys}
     final, prior_scores = llm, None
     if fitted is not None:
-        prior_scores = fitted.scores(str(user), candidates, names)
+        prior_scores = fitted.scores(str(user), candidates, keys)
         weight = fitted.weight if fitted.weight is not None else settings.prior_weight
         final = fuse(llm, prior_scores, weight, fitted.method)
-    ranking = order_by(final, tiebreak)
+    ranked = order_by(final, tiebreak)
+
+    def by_name(table: dict[str, float] | None) -> dict[str, float] | None:
+        return None if table is None else {name_of[k]: v for k, v in table.items()}
+
     return RankResult(
-        ranking=ranking,
-        scores={n: final[n] for n in ranking},
+        ranking=[name_of[k] for k in ranked],
+        scores={name_of[k]: final[k] for k in ranked},
         strategy=strategy if settings.bootstrap == 1 else f"{strategy}+borda{settings.bootstrap}",
         usage=ctx.usage(),
         error=error,
-        llm_scores=llm,
-        prior_scores=prior_scores,
+        llm_scores=by_name(llm),
+        prior_scores=by_name(prior_scores),
         orders=[[ctx.name(c) for c in order] for order in orders],
+        ids=ranked,
     )

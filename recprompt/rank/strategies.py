@@ -1,6 +1,7 @@
 """Single-prompt and per-candidate strategies: pointwise, likelihood, letters, listwise.
 
-Each takes one candidate order and returns a score per candidate name (higher = better):
+Each takes one candidate order and returns a score per candidate, keyed by item id (higher =
+better); names only appear in prompts and in parsed answers, which are mapped back to ids:
 
 * ``pointwise`` (TALLRec-style): one Yes/No prompt per candidate, scored by the log-odds of
   the positive option. The candidate is written into ``candidate_input``; everything before
@@ -85,7 +86,7 @@ def pointwise(ctx: Context, items: list[dict[str, Any]]) -> OrderScores:
         rest = [v for o, v in logps.items() if o != positive]
         top = max(rest)
         other = top + math.log(sum(math.exp(v - top) for v in rest)) if top > -math.inf else top
-        scores[ctx.name(item)] = yes - other if other > -math.inf else math.inf
+        scores[ctx.id(item)] = yes - other if other > -math.inf else math.inf
     return OrderScores(scores)
 
 
@@ -101,7 +102,8 @@ def likelihood(ctx: Context, items: list[dict[str, Any]]) -> OrderScores:
     logps = ctx.score(rendered.prompt, names)
     tokenize = getattr(ctx.backend, "tokenize", None)
     lengths = [len(tokenize(n, bos=False)) if tokenize else 1 for n in names]
-    return OrderScores({n: lp / max(k, 1) for n, lp, k in zip(names, logps, lengths, strict=True)})
+    ids = [ctx.id(i) for i in items]
+    return OrderScores({i: lp / max(k, 1) for i, lp, k in zip(ids, logps, lengths, strict=True)})
 
 
 def letters(ctx: Context, items: list[dict[str, Any]]) -> OrderScores:
@@ -116,23 +118,23 @@ def letters(ctx: Context, items: list[dict[str, Any]]) -> OrderScores:
             hint="use the local backend, or the listwise strategy",
         )
     logps = ctx.score(rendered.prompt, labels)
-    return OrderScores({ctx.name(i): lp for i, lp in zip(items, logps, strict=True)})
+    return OrderScores({ctx.id(i): lp for i, lp in zip(items, logps, strict=True)})
 
 
 def listwise(ctx: Context, items: list[dict[str, Any]]) -> OrderScores:
     """Constrained top-K list; N - position for listed items, 0 (tied) for the rest."""
-    names = [ctx.name(i) for i in items]
-    scores = dict.fromkeys(names, 0.0)
+    ids = {ctx.name(i): ctx.id(i) for i in items}  # names are unique: rank() sees to it
+    scores = dict.fromkeys(ids.values(), 0.0)
     ctx.calls += 1
     prediction = ctx.program(**_with_candidates(ctx, items))
     if prediction.error:
         return OrderScores(scores, error=prediction.error)
     listed = list(prediction.value() or [])
-    stray = [n for n in listed if n not in scores]
+    stray = [n for n in listed if n not in ids]
     if stray or len(set(listed)) != len(listed):
         return OrderScores(scores, error=f"list repeats or leaves the candidates: {listed!r}")
     for position, name in enumerate(listed):
-        scores[name] = float(len(names) - position)
+        scores[ids[name]] = float(len(items) - position)
     return OrderScores(scores)
 
 
