@@ -150,6 +150,39 @@ NegativesOpt = Annotated[
 HistoryOpt = Annotated[
     int | None, typer.Option("--history", help="History length (default: spec).")
 ]
+HoldoutOpt = Annotated[
+    str,
+    typer.Option(
+        "--holdout",
+        help="Leave-one-out holds out each user's 'last' event (needs time) or a seeded "
+        "'random' one.",
+    ),
+]
+FileOrderOpt = Annotated[
+    bool,
+    typer.Option(
+        "--file-order-is-time", help="State that rows are in time order (data without time)."
+    ),
+]
+ItemNounOpt = Annotated[
+    str | None,
+    typer.Option("--item-noun", help="What prompts call an item (default: the dataset's)."),
+]
+
+
+def load_data(data: str, spec: Any, item_noun: str | None, holdout: str) -> Any:
+    """The dataset of dry-run and eval, its noun set, its warnings printed before any call."""
+    from recprompt.data import load_dataset
+    from recprompt.eval.cases import spec_data_warnings
+
+    if holdout not in ("last", "random"):
+        raise InputError(f"--holdout must be 'last' or 'random', got {holdout!r}")
+    dataset = load_dataset(data)
+    if item_noun:
+        dataset.item_noun = item_noun
+    for warning in spec_data_warnings(spec, dataset):
+        err.print("warning: " + warning, markup=False, highlight=False)
+    return dataset
 
 
 @app.command("dry-run")
@@ -163,6 +196,9 @@ def dry_run_command(
     seed: SeedOpt = 0,
     negatives: NegativesOpt = None,
     history: HistoryOpt = None,
+    holdout: HoldoutOpt = "last",
+    file_order_is_time: FileOrderOpt = False,
+    item_noun: ItemNounOpt = None,
     show: Annotated[int, typer.Option("--show", help="Print the first N prompts.")] = 1,
     prompts_out: Annotated[
         Path | None, typer.Option("--out", help="Write every rendered prompt as JSON lines.")
@@ -170,19 +206,20 @@ def dry_run_command(
 ) -> None:
     """Render prompts for real cases of a dataset: tokens, constraint, calls. No model call."""
     import recprompt
-    from recprompt.data import load_dataset
     from recprompt.eval.cases import default_protocol
     from recprompt.eval.dryrun import dry_run
 
     program = recprompt.load(spec)
-    dataset = load_dataset(data)
+    dataset = load_data(data, program.spec, item_noun, holdout)
     protocol = default_protocol(
         program.spec,
-        dataset.name,
+        dataset,
         n_users=users,
         seed=seed,
         n_negatives=negatives,
         history_length=history,
+        holdout=holdout,
+        file_order_is_time=file_order_is_time,
     )
     result, rendered = dry_run(program, dataset, protocol, limit=limit, variant=variant)
     sink = prompts_out.open("w", encoding="utf-8") if prompts_out else None
@@ -280,6 +317,9 @@ def eval_command(
     sampler: Annotated[
         str, typer.Option(help="Negative sampler: uniform or popularity.")
     ] = "uniform",
+    holdout: HoldoutOpt = "last",
+    file_order_is_time: FileOrderOpt = False,
+    item_noun: ItemNounOpt = None,
     variant: VariantOpt = None,
     model: ModelOpt = "local",
     api_base: ApiBaseOpt = None,
@@ -294,21 +334,22 @@ def eval_command(
     cache: CacheOpt = True,
 ) -> None:
     """Evaluate a program against baselines under a declared protocol; resumes in --out."""
-    from recprompt.data import load_dataset
     from recprompt.eval.cases import default_protocol
     from recprompt.eval.evaluate import evaluate
     from recprompt.eval.runner import Limits
 
     program = load_program(spec, variant, model, api_base, cache, temperature, seed)
-    dataset = load_dataset(data)
+    dataset = load_data(data, program.spec, item_noun, holdout)
     protocol = default_protocol(
         program.spec,
-        dataset.name,
+        dataset,
         n_users=users,
         seed=seed,
         n_negatives=negatives,
         history_length=history,
         sampler=sampler,
+        holdout=holdout,
+        file_order_is_time=file_order_is_time,
     )
     chosen = (
         None if baselines is None else [b for b in baselines.split(",") if b not in ("", "none")]

@@ -56,9 +56,12 @@ def test_amazon_real_dedupe_counts(data_root: Path) -> None:
     ds = load_dataset(beauty)
     assert ds.stats["rows_read"] == 5269
     assert ds.stats["key_duplicates"] == 1108
-    assert ds.stats["duplicates_removed"] == 1108
+    # 69 more rows repeat a (user, item) at another time: one row per pair, the last kept
+    assert ds.stats["repeated_pairs_removed"] == 69
+    assert ds.stats["duplicates_removed"] == 1108 + 69
     assert ds.stats["exact_duplicates"] == 1027
-    assert len(ds) == 5269 - 1108
+    assert len(ds) == 5269 - 1108 - 69
+    assert len(set(zip(ds.user.tolist(), ds.item.tolist(), strict=True))) == len(ds)
     assert (ds.n_users, ds.n_items) == (991, 85)
     assert ds.item_title(ds.item[0]) is None  # this release has no titles
     keys = set(zip(ds.user.tolist(), ds.item.tolist(), ds.timestamp.tolist(), strict=True))
@@ -66,7 +69,8 @@ def test_amazon_real_dedupe_counts(data_root: Path) -> None:
     text = ds.texts[(ds.user[0], ds.item[0])]
     assert "reviewText" in text and "summary" in text
     exact = load_amazon(beauty / "All_Beauty_5.json.gz", dedupe="exact")
-    assert len(exact) == 5269 - 1027
+    assert exact.stats["duplicates_removed"] == 5269 - len(exact)
+    assert len(exact) == len(ds)  # every rule ends with one row per (user, item)
 
 
 def _write_amazon(path: Path, lines: list[str]) -> None:

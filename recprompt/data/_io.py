@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
 from recprompt.errors import DataError, Location
 
-__all__ = ["fail", "numbered_lines", "parse_float", "parse_int", "require"]
+__all__ = ["fail", "numbered_lines", "parse_float", "parse_int", "parse_rating", "require"]
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def fail(path: Path | str, line: int | None, message: str, hint: str | None = None) -> NoReturn:
@@ -41,10 +44,22 @@ def numbered_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, s
 
 
 def parse_int(value: str, path: Path, line: int, what: str) -> int:
+    """An integer that fits in 64 bits (numpy stores timestamps as int64)."""
+    text = value.strip()
     try:
-        return int(float(value)) if "." in value or "e" in value.lower() else int(value)
+        number = int(float(text)) if "." in text or "e" in text.lower() else int(text)
     except ValueError:
         fail(path, line, f"{what} {value!r} is not a number")
+    except OverflowError:  # int(float("1e400")) and int(float("inf"))
+        fail(path, line, f"{what} {value!r} is not a finite number")
+    if not INT64_MIN <= number <= INT64_MAX:
+        fail(
+            path,
+            line,
+            f"{what} {value!r} does not fit in 64 bits",
+            "timestamps are Unix seconds (or any integer below 2**63)",
+        )
+    return number
 
 
 def parse_float(value: str, path: Path, line: int, what: str) -> float:
@@ -52,3 +67,16 @@ def parse_float(value: str, path: Path, line: int, what: str) -> float:
         return float(value)
     except ValueError:
         fail(path, line, f"{what} {value!r} is not a number")
+
+
+def parse_rating(value: str, path: Path, line: int, what: str = "rating") -> float:
+    """A finite rating: ``nan`` or ``inf`` would become a label and poison RMSE."""
+    number = parse_float(value, path, line, what)
+    if not math.isfinite(number):
+        fail(
+            path,
+            line,
+            f"{what} {value!r} is not a finite number",
+            "fix or remove the row; a missing rating is a missing column, not 'nan'",
+        )
+    return number

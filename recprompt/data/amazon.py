@@ -5,7 +5,8 @@ earlier (reviewerID, asin, unixReviewTime); 81 of those differ from the first co
 ``style``/``vote``/edited text. Counting them twice inflates popularity and leaks the test
 item into the history, so by default a record whose (user, item, time) was already seen is
 dropped (``dedupe="key"``); ``"exact"`` drops only byte-identical lines; both counts are in
-``stats``.
+``stats``. Then, as for every format, one row per (user, item) is kept: the last in time
+(``repeated_pairs_removed``); ``duplicates_removed`` counts every row dropped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from recprompt.data._io import fail, numbered_lines, parse_float, parse_int
+from recprompt.data._finish import finish
+from recprompt.data._io import fail, numbered_lines, parse_int, parse_rating
 from recprompt.data.dataset import Dataset
 
 __all__ = ["load_amazon"]
@@ -27,16 +29,22 @@ _REQUIRED = ("reviewerID", "asin")
 def _record(line: str, path: Path, n: int, required: tuple[str, ...] = _REQUIRED) -> dict[str, Any]:
     try:
         obj = json.loads(line)
+    except RecursionError:
+        fail(path, n, "JSON nested too deeply", "expected one flat review object per line")
     except json.JSONDecodeError as exc:
         try:  # the raw 2014 dumps are Python literals, not JSON
             obj = ast.literal_eval(line)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             fail(path, n, f"not a JSON object: {exc.msg}", "expected one review object per line")
     if not isinstance(obj, dict):
         fail(path, n, "not a JSON object", "expected one review object per line")
     for key in required:
         if key not in obj:
             fail(path, n, f"review has no {key!r} field", "is this an Amazon review file?")
+    for key in (*required, "unixReviewTime", "overall"):
+        value = obj.get(key)
+        if value is not None and not isinstance(value, str | int | float):
+            fail(path, n, f"field {key!r} is a {type(value).__name__}, expected a plain value")
     return obj
 
 
@@ -75,7 +83,7 @@ def load_amazon(
     texts: dict[tuple[str, str], dict[str, Any]] = {}
     seen_lines: set[str] = set()
     seen_keys: set[tuple[str, str, int]] = set()
-    exact = key_dups = read = 0
+    exact = key_dups = read = timed = 0
     for n, line in numbered_lines(path):
         read += 1
         is_exact = line in seen_lines
@@ -83,6 +91,7 @@ def load_amazon(
         exact += is_exact
         obj = _record(line, path, n)
         user, item = str(obj["reviewerID"]), str(obj["asin"])
+        timed += "unixReviewTime" in obj
         ts = parse_int(str(obj.get("unixReviewTime", 0)), path, n, "unixReviewTime")
         key = (user, item, ts)
         is_key = key in seen_keys
@@ -94,7 +103,7 @@ def load_amazon(
         items.append(item)
         rating = obj.get("overall")
         ratings.append(
-            float("nan") if rating is None else parse_float(str(rating), path, n, "overall")
+            float("nan") if rating is None else parse_rating(str(rating), path, n, "overall")
         )
         stamps.append(ts)
         previous = texts.get((user, item))
@@ -107,12 +116,13 @@ def load_amazon(
     ds = Dataset.from_records(
         name or base, users, items, ratings, stamps, items=item_meta, texts=texts
     )
-    ds.stats.update(
-        format="amazon-json",
+    return finish(
+        ds,
         rows_read=read,
+        item_noun="product",
+        time="timestamp" if timed else "none",
+        format="amazon-json",
         dedupe=dedupe,
         exact_duplicates=exact,
         key_duplicates=key_dups,
-        duplicates_removed=read - len(ds),
     )
-    return ds

@@ -4,20 +4,112 @@ Interactions are kept as parallel numpy columns in *file order*: the row index i
 tie-breaking key for equal timestamps ("index" rule), so loaders must never sort rows.
 Item and user ids are strings everywhere, because formats disagree on whether ids are
 numbers (MovieLens) or opaque tokens (Amazon ASINs) and mixing the two silently breaks joins.
+
+Items are keyed by id; what prompts show is :meth:`Dataset.display_title`, which is unique
+over the dataset: MovieLens 100K has 18 pairs of distinct items with one title, and a
+prompt (or a parser, or a scorer) that sees two equal names cannot tell them apart.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["Dataset", "Interaction", "TieBreak"]
+__all__ = ["Dataset", "Interaction", "TieBreak", "TimeSource", "disambiguate", "plural"]
 
 TieBreak = Literal["index", "random"]
+TimeSource = Literal["timestamp", "file", "none"]
+"""Where a dataset's order in time comes from: a timestamp column; file order, stated by
+the format (P5 sequences are chronological); or nothing (file order may be anything)."""
+
+_YEAR = re.compile(r"(\d{4})\s*$")
+
+
+def plural(noun: str) -> str:
+    """English plural of a simple noun (movie -> movies, category -> categories)."""
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    if len(noun) > 1 and noun.endswith("y") and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def _year(meta: Mapping[str, Any] | None) -> str | None:
+    if not meta:
+        return None
+    for key in ("year", "release_date", "date"):
+        value = meta.get(key)
+        if value not in (None, ""):
+            found = _YEAR.search(str(value))
+            if found:
+                return found.group(1)
+    return None
+
+
+def disambiguate(
+    titles: Mapping[str, str | None], meta: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, str]:
+    """A display text per item id that no other item shares.
+
+    An item shows its title (its id when it has none). Items whose text is equal get the
+    year appended when the years differ and the text lacks them, otherwise the id:
+    ``"Chasing Amy (1997) [id 268]"``. A final pass appends ids until every text is unique
+    (a suffixed text could equal another item's title).
+    """
+    meta = meta or {}
+    base = {i: (t if isinstance(t, str) and t.strip() else str(i)) for i, t in titles.items()}
+    groups: dict[str, list[str]] = {}
+    for item_id in sorted(base):
+        groups.setdefault(base[item_id], []).append(item_id)
+    out: dict[str, str] = {}
+    for text, ids in groups.items():
+        if len(ids) == 1:
+            out[ids[0]] = text
+            continue
+        years = [_year(meta.get(i)) for i in ids]
+        distinct = all(years) and len(set(years)) == len(ids)
+        for item_id, year in zip(ids, years, strict=True):
+            if distinct and year not in text:
+                out[item_id] = f"{text} ({year})"
+            else:
+                out[item_id] = f"{text} [id {item_id}]"
+    while True:
+        counts = Counter(out.values())
+        clashes = [i for i, text in out.items() if counts[text] > 1]
+        if not clashes:
+            return out
+        for item_id in clashes:
+            out[item_id] = f"{out[item_id]} [id {item_id}]"
+
+
+def _sub_codes(
+    codes: np.ndarray, uniques: list[str], rows: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """The codes of a row subset, renumbered over the values still present."""
+    sub = codes[rows]
+    mask = np.bincount(sub, minlength=len(uniques)) > 0  # linear: no sort
+    renumber = np.cumsum(mask) - 1
+    return renumber[sub].astype(np.int64), [uniques[k] for k in np.flatnonzero(mask).tolist()]
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of an object column and its distinct values; codes follow the sorted
+    order of the values, so sorting by code sorts by value (a hash pass, then a small sort)."""
+    index: dict[Any, int] = {}
+    codes = np.fromiter(
+        (index.setdefault(v, len(index)) for v in values.tolist()), np.int64, len(values)
+    )
+    uniques = list(index)
+    order = sorted(range(len(uniques)), key=uniques.__getitem__)
+    remap = np.empty(len(uniques), np.int64)
+    remap[order] = np.arange(len(uniques), dtype=np.int64)
+    return remap[codes] if len(codes) else codes, [str(uniques[k]) for k in order]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +127,9 @@ class Dataset:
     """Interactions (numpy columns, file order) plus item and user side information.
 
     ``texts`` maps (user, item) to review fields such as ``reviewText`` and ``summary``.
-    ``stats`` records what the loader did (rows read, duplicates removed, ...), so that
-    reports can say it.
+    ``stats`` records what the loader did (rows read, duplicates removed, warnings...), so
+    that reports can say it. ``item_noun`` is what prompts call an item ("movie",
+    "product"); ``time`` says where the order of events comes from (see :data:`TimeSource`).
     """
 
     name: str
@@ -48,6 +141,9 @@ class Dataset:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     texts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    item_noun: str = "item"
+    time: TimeSource = "timestamp"
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.user = np.asarray(self.user, dtype=object)
@@ -96,23 +192,58 @@ class Dataset:
     def has_ratings(self) -> bool:
         return bool(len(self)) and not bool(np.isnan(self.rating).all())
 
+    @property
+    def item_nouns(self) -> str:
+        """Plural of :attr:`item_noun`, for prompts that list items."""
+        return plural(self.item_noun)
+
+    def user_codes(self) -> tuple[np.ndarray, list[str]]:
+        """Per-row user codes (sorted-id order) and the sorted distinct user ids (cached)."""
+        if "users" not in self._cache:
+            self._cache["users"] = _factorize(self.user)
+        return self._cache["users"]
+
+    def item_codes(self) -> tuple[np.ndarray, list[str]]:
+        """Per-row item codes into :meth:`item_ids` and the sorted distinct item ids."""
+        if "items" not in self._cache:
+            self._cache["items"] = _factorize(self.item)
+        return self._cache["items"]
+
     def user_ids(self) -> list[str]:
         """Distinct users with at least one interaction, sorted (a stable, order-free key)."""
-        return sorted(set(self.user.tolist()))
+        return list(self.user_codes()[1])
 
     def item_ids(self) -> list[str]:
         """Distinct items with at least one interaction, sorted."""
-        return sorted(set(self.item.tolist()))
+        return list(self.item_codes()[1])
 
     def item_title(self, item_id: str) -> str | None:
-        """The item's title if the dataset has one (Amazon 5-core files have none)."""
+        """The item's raw title if the dataset has one (Amazon 5-core files have none).
+
+        Prompts show :meth:`display_title` instead, which never repeats.
+        """
         meta = self.items.get(item_id)
         return None if meta is None else meta.get("title")
 
+    def display_titles(self) -> dict[str, str]:
+        """Unique display text of every known item (see :func:`disambiguate`); cached and
+        shared with subsets, so train and test name an item the same way."""
+        if "display" not in self._cache:
+            ids = dict.fromkeys(self.items) | dict.fromkeys(self.item_codes()[1])
+            titles = {str(i): self.item_title(i) for i in ids}
+            self._cache["display"] = disambiguate(titles, self.items)
+        return self._cache["display"]
+
+    def display_title(self, item_id: str) -> str:
+        """What a prompt shows for ``item_id``: its title, told apart from equal ones."""
+        shown = self.display_titles().get(str(item_id))
+        return shown if shown is not None else str(item_id)
+
     def popularity(self) -> dict[str, int]:
         """Interaction count per item in this dataset (compute it on train to avoid leakage)."""
-        ids, counts = np.unique(self.item.astype(str), return_counts=True)
-        return dict(zip(ids.tolist(), counts.tolist(), strict=True))
+        codes, ids = self.item_codes()
+        counts = np.bincount(codes, minlength=len(ids))
+        return dict(zip(ids, counts.tolist(), strict=True))
 
     def subset(self, rows: np.ndarray | Sequence[int], name: str | None = None) -> Dataset:
         """Rows selected by index or boolean mask, in file order; side tables are shared."""
@@ -120,6 +251,10 @@ class Dataset:
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
         idx = np.sort(idx)
+        cache: dict[str, Any] = {"display": self.display_titles()}
+        for column in ("users", "items"):
+            if column in self._cache:  # derive the codes rather than hash every id again
+                cache[column] = _sub_codes(*self._cache[column], idx)
         return Dataset(
             name or self.name,
             self.user[idx],
@@ -130,7 +265,34 @@ class Dataset:
             users=self.users,
             texts=self.texts,
             stats=dict(self.stats),
+            item_noun=self.item_noun,
+            time=self.time,
+            _cache=cache,
         )
+
+    def drop_repeats(self) -> tuple[Dataset, int]:
+        """Keep one row per (user, item): the *last* in time order (ties: file order).
+
+        A repeated pair counted twice inflates popularity, and when a user's last event
+        repeats an earlier item the held-out positive also sits in the history (a leak).
+        Returns the deduplicated dataset (``self`` when nothing repeats) and the count.
+        """
+        if len(self) == 0:
+            return self, 0
+        users, _ = self.user_codes()
+        items, item_ids = self.item_codes()
+        pair = users * max(len(item_ids), 1) + items
+        ordered = np.sort(pair)
+        if not (ordered[1:] == ordered[:-1]).any():
+            return self, 0
+        position = np.empty(len(self), np.int64)
+        position[self.order("index")] = np.arange(len(self), dtype=np.int64)
+        by_pair = np.lexsort((position, pair))
+        last = np.r_[pair[by_pair][1:] != pair[by_pair][:-1], True]
+        keep = np.sort(by_pair[last])
+        out = self.subset(keep)
+        out.stats = dict(self.stats)
+        return out, len(self) - len(keep)
 
     def order(self, tie_break: TieBreak = "index", seed: int = 0) -> np.ndarray:
         """Row indices sorted by (user, timestamp, tie key); never by item id.
@@ -138,30 +300,57 @@ class Dataset:
         "index" breaks equal timestamps by file order (the declared default); "random"
         by a seeded permutation, for checking that a result does not hinge on the order.
         """
+        key = ("order", tie_break, seed if tie_break == "random" else 0)
+        if key in self._cache:
+            return self._cache[key]
         if tie_break == "index":
             tie = np.arange(len(self))
         elif tie_break == "random":
             tie = np.random.default_rng(seed).permutation(len(self))
         else:
             raise ValueError(f"unknown tie_break {tie_break!r}; use 'index' or 'random'")
-        users = self.user.astype(str)
-        return np.lexsort((tie, self.timestamp, users))
+        order = np.lexsort((tie, self.timestamp, self.user_codes()[0]))
+        order.flags.writeable = False  # cached and shared: nobody may sort it in place
+        self._cache[key] = order
+        return order
+
+    def user_bounds(
+        self, tie_break: TieBreak = "index", seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The time order of rows, the start of each user's block in it (plus the end), and
+        the users of the blocks: the vectorised form of :meth:`history_rows`."""
+        order = self.order(tie_break, seed)
+        codes, ids = self.user_codes()
+        sorted_codes = codes[order]
+        if len(order) == 0:
+            return order, np.zeros(1, np.int64), []
+        starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        return order, np.r_[starts, len(order)], [ids[c] for c in sorted_codes[starts].tolist()]
 
     def history_rows(self, tie_break: TieBreak = "index", seed: int = 0) -> dict[str, np.ndarray]:
         """Row indices of each user's interactions in time order."""
-        order = self.order(tie_break, seed)
-        users = self.user[order].astype(str)
-        if len(users) == 0:
-            return {}
-        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-        bounds = np.r_[starts, len(users)]
-        return {users[s]: order[s:e] for s, e in itertools.pairwise(bounds)}
+        order, bounds, users = self.user_bounds(tie_break, seed)
+        return {u: order[s:e] for u, (s, e) in zip(users, itertools.pairwise(bounds), strict=True)}
 
     def interaction(self, row: int) -> Interaction:
+        """One event; its title is the display title (unique over the dataset)."""
         item = self.item[row]
-        meta = self.items.get(item)
-        title = None if meta is None else meta.get("title")
+        title = self.display_title(item)
         return Interaction(item, float(self.rating[row]), int(self.timestamp[row]), title)
+
+    def interactions(self, rows: np.ndarray | Sequence[int]) -> list[Interaction]:
+        """The events of ``rows`` (as :meth:`interaction`), converted column-wise."""
+        idx = np.asarray(rows, dtype=np.int64)
+        shown = self.display_titles()
+        return [
+            Interaction(i, r, t, shown.get(i, i))
+            for i, r, t in zip(
+                self.item[idx].tolist(),
+                self.rating[idx].tolist(),
+                self.timestamp[idx].tolist(),
+                strict=True,
+            )
+        ]
 
     def histories(
         self, tie_break: TieBreak = "index", seed: int = 0
@@ -178,3 +367,9 @@ class Dataset:
         for u, i in zip(self.user.tolist(), self.item.tolist(), strict=True):
             seen.setdefault(u, set()).add(i)
         return seen
+
+    def warn(self, message: str) -> None:
+        """Record a warning about the data; reports and the CLI show ``stats["warnings"]``."""
+        warnings = self.stats.setdefault("warnings", [])
+        if message not in warnings:
+            warnings.append(message)

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
-from recprompt.data._io import fail, numbered_lines, parse_float, parse_int, require
+import numpy as np
+
+from recprompt.data._finish import finish
+from recprompt.data._io import fail, numbered_lines, parse_int, parse_rating, require
 from recprompt.data.dataset import Dataset
 
 __all__ = ["ML100K_GENRES", "load_ml1m", "load_ml100k", "load_ml_latest"]
@@ -38,28 +42,134 @@ ML100K_GENRES = [
 ]
 
 
+_BLOCK = 1 << 25  # bytes parsed at a time by the vectorised reader (bounds its memory)
+
+
+def _fields(lines: np.ndarray, sep: bytes) -> list[np.ndarray] | None:
+    """Four stripped byte columns, or None unless every line has exactly four fields."""
+    out = []
+    rest = lines
+    for _ in range(3):
+        head, found, rest = np.strings.partition(rest, sep)
+        if not (found == sep).all():
+            return None
+        out.append(np.strings.strip(head))
+    if (np.strings.find(rest, sep) >= 0).any():
+        return None
+    out.append(np.strings.strip(rest))
+    return out
+
+
+def _fast_ratings(path: Path, sep: str, encoding: str, header: bool) -> tuple | None:
+    """Parse user/item/rating/time columns with numpy string operations, block by block.
+
+    Returns ``(users, items, ratings, stamps, user_codes, item_codes)`` with ids as object
+    arrays of str and codes as ``(codes, sorted ids)``, or None when anything is unusual
+    (a malformed line, a non-finite rating, an id that does not decode): the line-by-line
+    reader then parses the file and says where the problem is.
+    """
+    columns: list[list[np.ndarray]] = [[], [], [], []]
+    sep_b = sep.encode(encoding)
+    try:
+        with path.open("rb") as fh:
+            if header:
+                fh.readline()
+            tail = b""
+            while True:
+                block = fh.read(_BLOCK)
+                last = not block
+                block = tail + block
+                if not last:
+                    cut = block.rfind(b"\n")
+                    if cut < 0:
+                        tail = block
+                        continue
+                    block, tail = block[:cut], block[cut + 1 :]
+                lines = np.array(block.split(b"\n"))
+                lines = lines[np.strings.str_len(np.strings.strip(lines)) > 0]
+                if len(lines):
+                    fields = _fields(lines, sep_b)
+                    if fields is None:
+                        return None
+                    for column, values in zip(columns, fields, strict=True):
+                        column.append(values)
+                if last:
+                    break
+        if not columns[0]:
+            return None
+        rating = np.concatenate([c.astype(np.float64) for c in columns[2]])
+        stamp = np.concatenate([c.astype(np.int64) for c in columns[3]])
+        if not np.isfinite(rating).all():
+            return None
+        ids = []
+        for column in columns[:2]:
+            uniques, codes = np.unique(np.concatenate(column), return_inverse=True)
+            names = [u.decode(encoding) for u in uniques.tolist()]  # byte order = str order
+            if any(not n or n != n.strip() for n in names):
+                return None
+            ids.append((np.asarray(names, dtype=object)[codes], (codes.astype(np.int64), names)))
+    except (ValueError, OverflowError, UnicodeDecodeError, OSError):
+        return None
+    (users, user_codes), (items, item_codes) = ids
+    return users, items, rating, stamp, user_codes, item_codes
+
+
 def _ratings(path: Path, sep: str, encoding: str, header: bool = False) -> tuple[list, ...]:
+    """user, item, rating, timestamp columns, read line by line; ids are interned (10M rows
+    hold a few thousand distinct ids) and numbers converted in bulk, with a second pass
+    only to say where a bad value is."""
     users: list[str] = []
     items: list[str] = []
-    ratings: list[float] = []
-    stamps: list[int] = []
+    ratings: list[str] = []
+    stamps: list[str] = []
+    ids: dict[str, str] = {}
     for n, line in numbered_lines(path, encoding):
         if header and n == 1:
             continue
         parts = line.split(sep)
         if len(parts) < 4:
             fail(path, n, f"expected 4 fields separated by {sep!r}, found {len(parts)}")
-        users.append(parts[0].strip())
-        items.append(parts[1].strip())
-        ratings.append(parse_float(parts[2], path, n, "rating"))
-        stamps.append(parse_int(parts[3], path, n, "timestamp"))
-    return users, items, ratings, stamps
+        user, item, rating = parts[0].strip(), parts[1].strip(), parts[2]
+        users.append(ids.setdefault(user, user))
+        items.append(ids.setdefault(item, item))
+        ratings.append(ids.setdefault(rating, rating))
+        stamps.append(parts[3])
+    try:
+        rating_col = np.array(ratings, dtype=np.float64)
+        stamp_col = np.array(stamps, dtype=np.int64)
+        ok = bool(np.isfinite(rating_col).all())
+    except (ValueError, OverflowError):
+        ok = False
+    if not ok:  # say which line, and accept what the per-value parsers accept ("12.0")
+        rating_col = np.empty(len(ratings), np.float64)
+        stamp_col = np.empty(len(stamps), np.int64)
+        k = 0
+        for n, line in numbered_lines(path, encoding):
+            if header and n == 1:
+                continue
+            parts = line.split(sep)
+            rating_col[k] = parse_rating(parts[2], path, n)
+            stamp_col[k] = parse_int(parts[3], path, n, "timestamp")
+            k += 1
+    return users, items, rating_col, stamp_col
+
+
+def _interactions(
+    name: str, path: Path, sep: str, encoding: str, header: bool = False, **side: Any
+) -> Dataset:
+    """The rating file as a Dataset: the vectorised reader, or the line reader on trouble."""
+    fast = _fast_ratings(path, sep, encoding, header)
+    if fast is None:
+        return Dataset.from_records(name, *_ratings(path, sep, encoding, header), **side)
+    users, items, rating, stamp, user_codes, item_codes = fast
+    cache = {"users": user_codes, "items": item_codes}
+    return Dataset(name, users, items, rating, stamp, **side, _cache=cache)
 
 
 def load_ml100k(directory: str | Path) -> Dataset:
     """MovieLens 100K: ``u.data`` (tab-separated), ``u.item`` (latin-1, ``|``), ``u.user``."""
     root = Path(directory)
-    data = _ratings(require(root / "u.data"), "\t", "ascii")
+    data_path = require(root / "u.data")
     genres = list(ML100K_GENRES)
     if (root / "u.genre").is_file():
         genres = [line.split("|")[0] for _, line in numbered_lines(root / "u.genre", "latin-1")]
@@ -90,15 +200,14 @@ def load_ml100k(directory: str | Path) -> Dataset:
                 "occupation": f[3],
                 "zip_code": f[4],
             }
-    ds = Dataset.from_records("ml-100k", *data, items=items, users=users)
-    ds.stats.update(format="movielens-100k", rows_read=len(ds), duplicates_removed=0)
-    return ds
+    ds = _interactions("ml-100k", data_path, "\t", "ascii", items=items, users=users)
+    return finish(ds, rows_read=len(ds), item_noun="movie", format="movielens-100k")
 
 
 def load_ml1m(directory: str | Path) -> Dataset:
     """MovieLens 1M: ``ratings.dat``, ``movies.dat``, ``users.dat`` (``::``, latin-1)."""
     root = Path(directory)
-    data = _ratings(require(root / "ratings.dat"), "::", "latin-1")
+    data_path = require(root / "ratings.dat")
     items: dict[str, dict] = {}
     if (root / "movies.dat").is_file():
         path = root / "movies.dat"
@@ -115,15 +224,14 @@ def load_ml1m(directory: str | Path) -> Dataset:
             if len(f) != 5:
                 fail(path, n, f"expected 5 '::'-separated fields, found {len(f)}")
             users[f[0]] = {"gender": f[1], "age": int(f[2]), "occupation": f[3], "zip_code": f[4]}
-    ds = Dataset.from_records("ml-1m", *data, items=items, users=users)
-    ds.stats.update(format="movielens-1m", rows_read=len(ds), duplicates_removed=0)
-    return ds
+    ds = _interactions("ml-1m", data_path, "::", "latin-1", items=items, users=users)
+    return finish(ds, rows_read=len(ds), item_noun="movie", format="movielens-1m")
 
 
 def load_ml_latest(directory: str | Path) -> Dataset:
     """ml-latest / ml-latest-small / ml-20m style: ``ratings.csv`` and ``movies.csv`` (UTF-8)."""
     root = Path(directory)
-    data = _ratings(require(root / "ratings.csv"), ",", "utf-8", header=True)
+    data_path = require(root / "ratings.csv")
     items: dict[str, dict] = {}
     path = root / "movies.csv"
     if path.is_file():
@@ -136,6 +244,5 @@ def load_ml_latest(directory: str | Path) -> Dataset:
                 genres = [g for g in row[2].split("|") if g and g != "(no genres listed)"]
                 items[row[0]] = {"title": row[1], "genres": genres}
     name = root.name or "ml-latest"
-    ds = Dataset.from_records(name, *data, items=items)
-    ds.stats.update(format="movielens-latest", rows_read=len(ds), duplicates_removed=0)
-    return ds
+    ds = _interactions(name, data_path, ",", "utf-8", header=True, items=items)
+    return finish(ds, rows_read=len(ds), item_noun="movie", format="movielens-latest")

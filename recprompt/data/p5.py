@@ -2,7 +2,8 @@
 
 Each line is a user id followed by that user's item ids in time order (P5 re-numbers both).
 There are no ratings or timestamps; rows are kept in sequence order, so the default "index"
-tie rule reproduces P5's order. ``datamaps.json`` maps P5 ids back to raw ids (ASINs...).
+tie rule reproduces P5's order (the format states that file order is time:
+``time="file"``). ``datamaps.json`` maps P5 ids back to raw ids (ASINs...).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from recprompt.data._finish import finish
 from recprompt.data._io import fail, numbered_lines, require
 from recprompt.data.dataset import Dataset
 
@@ -40,5 +42,4 @@ def load_p5(directory: str | Path, *, name: str | None = None) -> Dataset:
         for p5_id, raw in (data.get("id2user") or {}).items():
             user_meta[str(p5_id)] = {"raw_id": raw}
     ds = Dataset.from_records(name or root.name, users, items, items=item_meta, users=user_meta)
-    ds.stats.update(format="p5-sequential", rows_read=len(ds), duplicates_removed=0)
-    return ds
+    return finish(ds, rows_read=len(ds), time="file", format="p5-sequential")

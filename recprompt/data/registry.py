@@ -1,7 +1,8 @@
 """``load_dataset``: one entry point from a path or a name to a :class:`Dataset`.
 
-A path's format is detected from the files present; a bare name is looked up under
-``root``, then ``$RECPROMPT_DATA``. Data is never bundled (MovieLens terms forbid it).
+A path's format is detected from the files present; a ``.yaml`` file is a dataset YAML
+(:mod:`recprompt.data.descriptor`: any CSV with a column mapping); a bare name is looked up
+under ``root``, then ``$RECPROMPT_DATA``. Data is never bundled (MovieLens terms forbid it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from recprompt.data.amazon import load_amazon
 from recprompt.data.dataset import Dataset
+from recprompt.data.descriptor import load_descriptor
 from recprompt.data.movielens import load_ml1m, load_ml100k, load_ml_latest
 from recprompt.data.p5 import load_p5
 from recprompt.data.recbole import load_recbole
@@ -48,6 +50,8 @@ def _amazon_in(directory: Path) -> Callable[[Path], Dataset] | None:
 def detect_format(path: Path) -> Callable[[Path], Dataset] | None:
     """The loader for ``path`` (a file or a directory), or None if nothing matches."""
     if path.is_file():
+        if path.suffix in (".yaml", ".yml"):
+            return load_descriptor
         for marker, loader in _MARKERS:
             if path.name == marker:
                 return lambda _p, loader=loader: loader(path.parent)
@@ -87,7 +91,8 @@ def load_dataset(name_or_path: str | Path, *, root: str | Path | None = None) ->
                 "cannot tell the dataset format from the files present",
                 location=Location(str(path)),
                 hint="expected u.data, ratings.dat, ratings.csv, sequential_data.txt, *.inter or "
-                "Amazon *.json[.gz]; for other CSV files use load_csv(path, user=..., item=...)",
+                "Amazon *.json[.gz]; for any other CSV write a dataset YAML naming its columns "
+                "and pass --data FILE.yaml (README: 'Bring your own dataset')",
             )
         return loader(path)
     where = ", ".join(str(p) for p in looked) or "nowhere (no root given and $RECPROMPT_DATA unset)"

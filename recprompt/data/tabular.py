@@ -1,14 +1,75 @@
-"""Any delimited file with a header, given which columns hold user, item, rating, time."""
+"""Any delimited file with a header, given which columns hold user, item, rating, time.
+
+Item text comes from a ``title`` column of the same file or from a separate item table
+(``items=``). Without a time column the data has no time (``Dataset.time == "none"``)
+unless ``file_order_is_time`` says that rows are in time order.
+"""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
-from recprompt.data._io import fail, parse_float, parse_int, require
+from recprompt.data._finish import finish
+from recprompt.data._io import fail, parse_int, parse_rating, require
 from recprompt.data.dataset import Dataset
 
-__all__ = ["load_csv"]
+__all__ = ["load_csv", "load_item_table"]
+
+
+def _reader(path: Path, delimiter: str, encoding: str, columns: tuple[str | None, ...]):
+    try:
+        fh = path.open(encoding=encoding, newline="")
+    except OSError as exc:
+        fail(path, None, f"cannot read file: {exc}")
+    reader = csv.DictReader(fh, delimiter=delimiter)
+    try:
+        fields = reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as exc:
+        fh.close()
+        fail(path, 1, f"cannot read the header: {exc}")
+    for col in columns:
+        if col is not None and col not in fields:
+            fh.close()
+            fail(
+                path,
+                1,
+                f"no column {col!r} in header",
+                f"columns are: {', '.join(fields)} (delimiter {delimiter!r})",
+            )
+    return fh, reader, fields
+
+
+def _rows(path: Path, fh: Any, reader: csv.DictReader, fields: list[str]):
+    with fh:
+        try:
+            for row in reader:
+                if None in row or None in row.values():
+                    fail(
+                        path,
+                        reader.line_num,
+                        f"row has a different number of fields than the header ({len(fields)})",
+                    )
+                yield reader.line_num, row
+        except UnicodeDecodeError as exc:
+            fail(path, None, f"cannot decode: {exc.reason}", "is the encoding right?")
+        except csv.Error as exc:
+            fail(path, reader.line_num, f"malformed CSV: {exc}")
+
+
+def load_item_table(
+    path: str | Path,
+    *,
+    item: str,
+    title: str,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+) -> dict[str, dict[str, Any]]:
+    """``{item_id: {"title": ...}}`` from a delimited item file (e.g. ``movies.csv``)."""
+    path = require(Path(path))
+    fh, reader, fields = _reader(path, delimiter, encoding, (item, title))
+    return {row[item]: {"title": row[title]} for _, row in _rows(path, fh, reader, fields)}
 
 
 def load_csv(
@@ -22,29 +83,23 @@ def load_csv(
     delimiter: str = ",",
     encoding: str = "utf-8",
     name: str | None = None,
+    items: dict[str, dict[str, Any]] | None = None,
+    item_noun: str = "item",
+    file_order_is_time: bool = False,
 ) -> Dataset:
-    """Columns are named by header; ``title`` (optional) fills the item table."""
+    """Columns are named by header; ``title`` (optional) fills the item table, ``items``
+    (optional, e.g. from :func:`load_item_table`) gives item text from another file."""
     path = require(Path(path))
-    users, items, ratings, stamps = [], [], [], []
-    titles: dict[str, dict] = {}
-    with path.open(encoding=encoding, newline="") as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
-        fields = reader.fieldnames or []
-        for col in (user, item, rating, timestamp, title):
-            if col is not None and col not in fields:
-                fail(path, 1, f"no column {col!r} in header", f"columns are: {', '.join(fields)}")
-        for row in reader:
-            n = reader.line_num
-            if None in row or any(row[c] is None for c in (user, item)):
-                fail(
-                    path, n, f"row has a different number of fields than the header ({len(fields)})"
-                )
-            users.append(row[user])
-            items.append(row[item])
-            ratings.append(parse_float(row[rating], path, n, "rating") if rating else float("nan"))
-            stamps.append(parse_int(row[timestamp], path, n, "timestamp") if timestamp else 0)
-            if title:
-                titles.setdefault(row[item], {"title": row[title]})
-    ds = Dataset.from_records(name or path.stem, users, items, ratings, stamps, items=titles)
-    ds.stats.update(format="csv", rows_read=len(ds), duplicates_removed=0)
-    return ds
+    fh, reader, fields = _reader(path, delimiter, encoding, (user, item, rating, timestamp, title))
+    users, item_col, ratings, stamps = [], [], [], []
+    table: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (items or {}).items()}
+    for n, row in _rows(path, fh, reader, fields):
+        users.append(row[user])
+        item_col.append(row[item])
+        ratings.append(parse_rating(row[rating], path, n) if rating else float("nan"))
+        stamps.append(parse_int(row[timestamp], path, n, "timestamp") if timestamp else 0)
+        if title:
+            table.setdefault(row[item], {}).setdefault("title", row[title])
+    ds = Dataset.from_records(name or path.stem, users, item_col, ratings, stamps, items=table)
+    time = "timestamp" if timestamp else ("file" if file_order_is_time else "none")
+    return finish(ds, rows_read=len(ds), item_noun=item_noun, time=time, format="csv")

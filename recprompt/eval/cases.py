@@ -10,6 +10,9 @@ spec that needs anything else, before any model call:
     liked, disliked                      history split by the protocol's like threshold (TALLRec)
     example_history, example_target      the user's own earlier interaction as an in-context
                                          example (LLMRank)
+    item_kind, item_noun, item_nouns     what the dataset calls an item ("movie" on MovieLens,
+                                         "product" on Amazon, else "item"; --item-noun sets it);
+                                         item_kind is plural when the spec's default is
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ from recprompt.data import (
     Dataset,
     Interaction,
     Protocol,
-    ranking_examples,
-    rating_examples,
+    data_warnings,
+    for_dataset,
+    iter_ranking_examples,
+    iter_rating_examples,
+    require_ratings,
 )
 from recprompt.errors import DataError
 from recprompt.spec.model import Spec
 from recprompt.types import ChoiceOutput, ItemListOutput, ItemOutput, RatingOutput, item_name
 
-__all__ = ["Case", "build_cases", "default_protocol"]
+__all__ = ["Case", "build_cases", "default_protocol", "spec_data_warnings"]
 
 FILLABLE = (
     "user_id",
@@ -43,6 +49,9 @@ FILLABLE = (
     "disliked",
     "example_history",
     "example_target",
+    "item_kind",
+    "item_noun",
+    "item_nouns",
 )
 
 
@@ -57,14 +66,14 @@ class Case:
 
 
 def _item(ds: Dataset, item_id: str) -> Item:
-    return make_item(item_id, ds.item_title(item_id) or item_id)
+    return make_item(item_id, ds.display_title(item_id))
 
 
 def _event(ds: Dataset, event: Interaction) -> Item:
     rating = None if event.rating != event.rating else event.rating  # nan → None
     if rating is not None and float(rating).is_integer():
         rating = int(rating)
-    title = event.title or ds.item_title(event.item_id) or event.item_id
+    title = event.title or ds.display_title(event.item_id)
     return make_item(event.item_id, title, rating=rating, timestamp=event.timestamp)
 
 
@@ -72,9 +81,16 @@ def _is_ranking(spec: Spec) -> bool:
     return spec.rank is not None or isinstance(spec.output, ItemListOutput | ItemOutput)
 
 
-def default_protocol(spec: Spec, dataset: str | None = None, **overrides: Any) -> Protocol:
-    """The protocol a spec implies: candidate count from its inputs, history from max_length."""
-    settings: dict[str, Any] = {"dataset": dataset}
+def default_protocol(
+    spec: Spec, dataset: str | Dataset | None = None, **overrides: Any
+) -> Protocol:
+    """The protocol a spec implies: candidate count from its inputs, history from max_length.
+
+    Given the :class:`Dataset` itself (not only its name), the protocol also records where
+    the data's order in time comes from (``time``), so that reports say it.
+    """
+    ds = dataset if isinstance(dataset, Dataset) else None
+    settings: dict[str, Any] = {"dataset": ds.name if ds is not None else dataset}
     if isinstance(spec.output, RatingOutput) and spec.rank is None:
         settings["split"] = "random"  # P5's rating protocol: a seeded 8:1:1 split
     candidates = spec.inputs.get("candidates")
@@ -84,7 +100,29 @@ def default_protocol(spec: Spec, dataset: str | None = None, **overrides: Any) -
     if history is not None and history.max_length:
         settings["history_length"] = history.max_length
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    return Protocol(**settings)
+    protocol = Protocol(**settings)
+    return for_dataset(protocol, ds) if ds is not None else protocol
+
+
+def spec_data_warnings(spec: Spec, ds: Dataset) -> list[str]:
+    """What the data says before any call: loader warnings, ratings off the spec's scale."""
+    output = spec.output
+    if isinstance(output, RatingOutput) and spec.rank is None:
+        return data_warnings(ds, tuple(output.scale), output.step)
+    return data_warnings(ds)
+
+
+def _nouns(spec: Spec, ds: Dataset) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if "item_noun" in spec.inputs:
+        values["item_noun"] = ds.item_noun
+    if "item_nouns" in spec.inputs:
+        values["item_nouns"] = ds.item_nouns
+    declared = spec.inputs.get("item_kind")
+    if declared is not None:
+        plural_default = str(declared.default or "").endswith("s")  # "movies" vs "movie"
+        values["item_kind"] = ds.item_nouns if plural_default else ds.item_noun
+    return values
 
 
 def _check_fillable(spec: Spec) -> None:
@@ -99,7 +137,7 @@ def _check_fillable(spec: Spec) -> None:
 
 
 def _common(spec: Spec, ds: Dataset, user: str, history: list[dict[str, Any]], like: float):
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = _nouns(spec, ds)
     if "user_id" in spec.inputs:
         values["user_id"] = user
     if "history" in spec.inputs:
@@ -123,7 +161,7 @@ def build_cases(spec: Spec, ds: Dataset, protocol: Protocol) -> Iterator[Case]:
     like = protocol.like_threshold
     if _is_ranking(spec):
         key = getattr(spec.output, "key", "title")
-        for ex in ranking_examples(ds, protocol):
+        for ex in iter_ranking_examples(ds, protocol):
             history = ItemSeq(_event(ds, e) for e in ex.history)
             values = _common(spec, ds, ex.user_id, history, like)
             candidates = ItemSeq(_item(ds, c) for c in ex.candidates)
@@ -151,14 +189,15 @@ def build_cases(spec: Spec, ds: Dataset, protocol: Protocol) -> Iterator[Case]:
             "dataset protocol does not provide",
             hint="use a rating, choice or ranking spec with MovieLens",
         )
-    for ex in rating_examples(ds, protocol):
+    require_ratings(ds, f"{spec.name} ({spec.output.type} labels come from ratings)")
+    for ex in iter_rating_examples(ds, protocol):
         history = ItemSeq(_event(ds, e) for e in ex.history)
         values = _common(spec, ds, ex.user_id, history, like)
         if "item_id" in spec.inputs:
             values["item_id"] = ex.item_id
         for name in ("item_title", "target_title"):
             if name in spec.inputs:
-                values[name] = ds.item_title(ex.item_id) or ex.item_id
+                values[name] = ds.display_title(ex.item_id)
         label: Any = ex.rating
         if isinstance(spec.output, ChoiceOutput):
             positive = spec.output.positive or spec.output.options[0]

@@ -108,6 +108,7 @@ def rank_record(program: Program, case: Case) -> dict[str, Any]:
         "id": case.id,
         "label": case.label,
         "value": result.ranking,
+        "ranking_ids": result.ids,
         "raw": None,
         "scores": result.scores,
         "error": result.error,

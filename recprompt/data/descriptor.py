@@ -1,0 +1,174 @@
+"""A dataset YAML: bring any CSV (or RecBole, MovieLens, Amazon, P5 folder) with a mapping.
+
+``recprompt eval SPEC --data books.yaml`` reads a small file that says where the data is
+and which columns mean what (paths are relative to the YAML file)::
+
+    format: csv                 # csv (default), recbole, movielens, amazon, p5
+    path: ratings.csv
+    delimiter: ","
+    columns: {user: reader, item: book, rating: stars, timestamp: time, title: name}
+    items: {path: books.csv, item: book, title: name}   # optional item table
+    item_noun: book             # what prompts call an item (default "item")
+    file_order_is_time: false   # true only if rows are in time order and there is no time
+
+Only ``path`` and, for CSV, ``columns.user`` and ``columns.item`` are required. Unknown
+keys are refused (a typo would otherwise be ignored silently).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from recprompt.data.dataset import Dataset
+from recprompt.errors import DataError, Location
+
+__all__ = ["DatasetFile", "load_descriptor"]
+
+MAX_BYTES = 1_000_000
+
+
+class Columns(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = None
+    item: str | None = None
+    rating: str | None = None
+    timestamp: str | None = None
+    title: str | None = None
+
+
+class ItemTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    item: str
+    title: str
+    delimiter: str = ","
+    encoding: str = "utf-8"
+
+
+class DatasetFile(BaseModel):
+    """The dataset YAML's fields (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["csv", "recbole", "movielens", "amazon", "p5"] = "csv"
+    path: str
+    name: str | None = None
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    columns: Columns = Columns()
+    items: ItemTable | None = None
+    item_noun: str | None = None
+    file_order_is_time: bool = False
+
+
+def _read(path: Path) -> DatasetFile:
+    where = Location(str(path))
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise DataError(f"dataset YAML is over {MAX_BYTES} bytes", location=where)
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read dataset YAML: {exc}", location=where) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise DataError(
+            f"invalid YAML: {getattr(exc, 'problem', exc)}", location=Location(str(path), line)
+        ) from None
+    if not isinstance(raw, dict):
+        raise DataError(
+            "a dataset YAML is a mapping with at least 'path'",
+            location=where,
+            hint="see README, 'Bring your own dataset'",
+        )
+    try:
+        return DatasetFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise DataError(
+            f"invalid dataset YAML: {problems}",
+            location=where,
+            hint="see README, 'Bring your own dataset'",
+        ) from None
+
+
+def load_descriptor(path: str | Path) -> Dataset:
+    """Load the dataset a dataset YAML describes."""
+    from recprompt.data.amazon import load_amazon
+    from recprompt.data.movielens import load_ml100k
+    from recprompt.data.p5 import load_p5
+    from recprompt.data.recbole import load_recbole
+    from recprompt.data.registry import detect_format
+    from recprompt.data.tabular import load_csv, load_item_table
+
+    path = Path(path)
+    spec = _read(path)
+    data = (path.parent / spec.path).expanduser()
+    if not data.exists():
+        raise DataError(f"data path {spec.path!r} not found", location=Location(str(path)))
+    cols = spec.columns
+    if spec.format == "csv":
+        if cols.user is None or cols.item is None:
+            raise DataError(
+                "a CSV dataset needs columns.user and columns.item",
+                location=Location(str(path)),
+                hint="e.g. columns: {user: userId, item: movieId, rating: rating}",
+            )
+        items = None
+        if spec.items is not None:
+            table = spec.items
+            items = load_item_table(
+                path.parent / table.path,
+                item=table.item,
+                title=table.title,
+                delimiter=table.delimiter,
+                encoding=table.encoding,
+            )
+        ds = load_csv(
+            data,
+            user=cols.user,
+            item=cols.item,
+            rating=cols.rating,
+            timestamp=cols.timestamp,
+            title=cols.title,
+            delimiter=spec.delimiter,
+            encoding=spec.encoding,
+            name=spec.name or path.stem,
+            items=items,
+            item_noun=spec.item_noun or "item",
+            file_order_is_time=spec.file_order_is_time,
+        )
+    elif spec.format == "recbole":
+        mapping = {
+            "user_field": cols.user,
+            "item_field": cols.item,
+            "rating_field": cols.rating,
+            "time_field": cols.timestamp,
+            "title_field": cols.title,
+        }
+        ds = load_recbole(
+            data,
+            **{k: v for k, v in mapping.items() if v is not None},
+            item_noun=spec.item_noun or "item",
+            file_order_is_time=spec.file_order_is_time,
+        )
+    else:
+        loader = {"movielens": detect_format(data), "amazon": load_amazon, "p5": load_p5}[
+            spec.format
+        ]
+        if loader is None or (spec.format == "movielens" and data.is_file()):
+            loader = load_ml100k
+        ds = loader(data)
+        if spec.item_noun:
+            ds.item_noun = spec.item_noun
+    if spec.name:
+        ds.name = spec.name
+    return ds
