@@ -1,10 +1,12 @@
 """Run accounting: one thread-safe :class:`UsageMeter` per run, with optional hard limits.
 
-Evaluation runs fan out over threads and may hit paid APIs, so the totals a report prints and
-the limits a user declares (calls, tokens, wall-clock seconds) must be counted in one place.
-:class:`MeteredBackend` wraps any backend and feeds the meter; put it outermost, over a
-:class:`~recprompt.backends.cache.CachedBackend`, so that cache hits are counted but never
-spend the call budget.
+For library code that calls a backend from several threads (benchmarks, a user's own
+thread pool) against paid APIs: the totals and the limits (calls, tokens, wall-clock
+seconds) are counted in one place. :class:`MeteredBackend` wraps any backend and feeds the
+meter; put it outermost, over a :class:`~recprompt.backends.cache.CachedBackend`, so that
+cache hits are counted but never spend the call budget. ``recprompt eval`` runs its cases
+one after another and enforces ``--max-calls/--max-tokens/--max-seconds`` itself
+(:class:`recprompt.eval.runner.Limits`); it does not use this module.
 """
 
 from __future__ import annotations

@@ -77,6 +77,29 @@ class Program(dspy.Module):
         self.demo_pool: list[dspy.Example] = []
         if spec.demos.examples:
             self.set_demos([dict(e) for e in spec.demos.examples])
+        self._declared_selector()
+
+    def _declared_selector(self) -> None:
+        """Honour the spec's ``demos: {k, selector}``: ``history`` builds demonstrations from
+        each input's own history; the other selectors choose among ``demos.examples`` per
+        input. ``fixed`` (and a selector with no examples to choose from) keeps the fixed
+        demonstrations, which DSPy optimizers may set."""
+        declared = self.spec.demos
+        if declared.k == 0 or declared.selector in ("none", "fixed"):
+            return
+        if declared.selector != "history" and not declared.examples:
+            return
+        from recprompt.select import attach, make_selector
+
+        options: dict[str, Any] = {"seed": declared.seed}
+        if declared.selector == "history":
+            options["output"] = self.spec.output.name
+            options["key"] = getattr(self.spec.output, "key", "title")
+        pool = [
+            dspy.Example(**e).with_inputs(*[n for n in e if n != self.spec.output.name])
+            for e in declared.examples
+        ]
+        attach(self, make_selector(declared.selector, **options), pool)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Program:
         """Copies share the spec and the backend (a loaded model) but not demos or usage."""
@@ -99,7 +122,7 @@ class Program(dspy.Module):
         """Demonstrations for a call: chosen per input by the selector from the pool when
         both are set, else the fixed ones (set by DSPy optimizers, recprompt's, or the spec)."""
         examples = self.predict.demos
-        if self.selector is not None and self.demo_pool and inputs is not None:
+        if self.selector is not None and inputs is not None:
             examples = self.selector.select(inputs, self.demo_pool, self.spec.demos.k)
         if not examples:
             return []

@@ -15,6 +15,7 @@ import numpy as np
 
 from recprompt.compile.program import Program
 from recprompt.data import Dataset, Protocol
+from recprompt.environment import numeric_environment
 from recprompt.errors import InputError
 from recprompt.eval.cases import Case
 from recprompt.eval.report import (
@@ -176,6 +177,7 @@ def evaluate(
             "store_dropped_corrupt_lines": store.dropped,
         },
         "versions": package_versions(),
+        "environment": numeric_environment(backend),
     }
     write_report(out, report)
     write_markdown(out, report)

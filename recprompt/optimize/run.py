@@ -17,11 +17,13 @@ from typing import Any
 from recprompt._files import write_text_atomic
 from recprompt.backends.base import Backend
 from recprompt.data import Dataset
+from recprompt.environment import numeric_environment
 from recprompt.errors import InputError
 from recprompt.eval.scoring import summarize
 from recprompt.optimize.budget import CallMeter
 from recprompt.optimize.saved import save_program
 from recprompt.optimize.search import (
+    TOLERANCE,
     Config,
     SearchResult,
     _Context,
@@ -54,7 +56,9 @@ def _table(report: dict[str, Any]) -> str:
         f"- users (disjoint, seeded): {len(report['users']['demo'])} demo, "
         f"{len(report['users']['valid'])} validation, {len(report['users']['test'])} test",
         f"- protocol: {json.dumps(report['protocol'])}",
-        f"- tuned: {report['tuned']['label']}",
+        f"- tuned: {report['tuned']['label']} (scores within {report.get('tolerance')} "
+        "count as ties, won by the simpler config)",
+        f"- numeric environment: {json.dumps(report.get('environment', {}))}",
         "",
         f"| program | valid {metric} | test {metric} | test 95% CI |",
         "|---|---|---|---|",
@@ -86,6 +90,7 @@ def optimize(
     max_prompt_tokens: int | None = 3500,
     counter: Callable[[str], int] | None = None,
     announce: Callable[[str], None] = print,
+    tolerance: float = TOLERANCE,
 ) -> OptimizeOutcome:
     """Tune the spec at ``spec_path`` on ``dataset`` within ``budget`` calls; save to ``out``."""
     from recprompt.library import resolve_spec_path
@@ -113,14 +118,17 @@ def optimize(
         max_prompt_tokens=max_prompt_tokens,
         counter=counter,
         announce=announce,
+        tolerance=tolerance,
     )
     search_calls = meter.calls
+    environment = numeric_environment(backend)
     settings = {
         "seed": seed,
         "budget": budget,
         "metric": spec.metric,
         "users": asdict(split),
         "calls_search": search_calls,
+        "tolerance": tolerance,
         "trials": result.trials,
     }
     program_path = save_program(
@@ -130,11 +138,14 @@ def optimize(
         spec_path=spec_path,
         config=asdict(result.best),
         settings=settings,
+        environment=environment,
     )
     summary: dict[str, Any] = {}
     if report:
         summary = _report(spec, dataset, meter, result, seed, budget, search_calls)
         summary["program"] = str(program_path)
+        summary["environment"] = environment
+        summary["tolerance"] = tolerance
         base = program_path.with_suffix("")
         text = json.dumps(summary, indent=2, sort_keys=True, default=str)
         write_text_atomic(f"{base}.report.json", text)

@@ -15,6 +15,12 @@ Protocol (written into every report):
   the better half goes on to a prefix twice as long, until one remains. The plan (how many
   calls at most) is fixed and printed before the first model call; a
   :class:`~recprompt.optimize.budget.CallMeter` makes exceeding it impossible.
+* Noise tolerance: local numerics move with the thread count and the llama.cpp build, and
+  validation sets are small, so scores closer than ``tolerance`` (default
+  :data:`TOLERANCE`, in the objective's units: RMSE stars, NDCG, accuracy) count as a tie,
+  and a tie goes to the simpler config (fewer demonstrations, a simpler selector, the
+  spec's default variant, a shorter history). Each round keeps the tied-best configs in
+  that order, then the rest by score.
 """
 
 from __future__ import annotations
@@ -36,9 +42,10 @@ from recprompt.eval.runner import record_of, train_split
 from recprompt.eval.scoring import per_case_values
 from recprompt.optimize.budget import CallMeter
 from recprompt.select import attach, embed_available, make_selector
-from recprompt.spec.model import Spec
+from recprompt.spec.model import Spec, default_metric
 
 __all__ = [
+    "TOLERANCE",
     "Config",
     "Plan",
     "SearchResult",
@@ -46,6 +53,7 @@ __all__ = [
     "build_program",
     "objective",
     "partition_users",
+    "rank_configs",
     "search",
     "search_space",
 ]
@@ -82,6 +90,12 @@ def partition_users(ds: Dataset, seed: int, n_demo: int, n_valid: int, n_test: i
     )
 
 
+TOLERANCE = 0.01
+"""Objective differences below this are noise: the simpler config wins the tie."""
+SELECTOR_ORDER = ("none", "fixed", "random", "history", "knn_users", "mmr", "knn_items")
+"""Selectors from simplest to most elaborate (the tie-break order)."""
+
+
 @dataclass(frozen=True)
 class Config:
     """One point of the search space. ``draw`` numbers seeded fixed demonstration sets."""
@@ -92,6 +106,16 @@ class Config:
     history_length: int | None
     draw: int = 0
 
+    def complexity(self, default_variant: str | None = None) -> tuple[Any, ...]:
+        """Sort key, simplest first: demonstrations, selector, variant, history length."""
+        selector = (
+            SELECTOR_ORDER.index(self.selector)
+            if self.selector in SELECTOR_ORDER
+            else len(SELECTOR_ORDER)
+        )
+        history = self.history_length if self.history_length is not None else 0
+        return (self.k, selector, self.variant != default_variant, history, self.draw)
+
     def label(self) -> str:
         sel = f"fixed#{self.draw}" if self.selector == "fixed" else self.selector
         demos = "zero-shot" if self.k == 0 else f"k={self.k} {sel}"
@@ -100,11 +124,34 @@ class Config:
 
 def objective(metric: str, values: dict[str, np.ndarray]) -> float:
     """Higher is better: −RMSE, −MAE, else the metric's mean."""
+    if metric not in values:
+        # validation refuses a metric the output type never computes; what is left is a
+        # metric these cases cannot give (AUC with labels of a single class)
+        raise InputError(
+            f"metric {metric!r} cannot be computed on these cases (have: {', '.join(values)})",
+            hint="use more validation users, or a metric listed here",
+        )
     if metric == "rmse":
         return -math.sqrt(float(np.mean(values["rmse"])))
     if metric == "mae":
         return -float(np.mean(values["mae"]))
     return float(np.mean(values[metric]))
+
+
+def rank_configs(
+    scored: list[tuple[float, Config]], tolerance: float, default_variant: str | None = None
+) -> list[Config]:
+    """Configs best first, with scores within ``tolerance`` of the best counted as a tie
+    that the simplest config wins (see the module's protocol)."""
+    finite = [v for v, _ in scored if math.isfinite(v)]
+    if not finite:
+        return [c for _, c in scored]
+    best = max(finite)
+    tied = [c for v, c in scored if math.isfinite(v) and v >= best - tolerance]
+    tied.sort(key=lambda c: c.complexity(default_variant))
+    rest = [(v, c) for v, c in scored if not (math.isfinite(v) and v >= best - tolerance)]
+    rest.sort(key=lambda t: -t[0] if math.isfinite(t[0]) else math.inf)
+    return tied + [c for _, c in rest]
 
 
 def tuned_spec(spec: Spec, config: Config) -> Spec:
@@ -240,7 +287,7 @@ class _Context:
         self.seed = seed
         self.max_prompt_tokens = max_prompt_tokens
         self.counter = counter
-        self.metric = spec.metric or ("rmse" if spec.output.type == "rating" else "ndcg@10")
+        self.metric = default_metric(spec)
         self._cases: dict[tuple[str, int | None, tuple[str, ...]], list[Case]] = {}
         self._records: dict[tuple[Config, str], dict[str, Any]] = {}
         self.seen_users: set[str] = set()
@@ -353,8 +400,10 @@ def search(
     max_prompt_tokens: int | None = None,
     counter: Callable[[str], int] | None = None,
     announce: Callable[[str], None] = print,
+    tolerance: float = TOLERANCE,
 ) -> SearchResult:
-    """Successive halving over ``configs`` on the validation users, within ``budget``."""
+    """Successive halving over ``configs`` on the validation users, within ``budget``;
+    scores within ``tolerance`` are ties that the simpler config wins."""
     meter = backend if isinstance(backend, CallMeter) else CallMeter(backend, budget)
     meter.budget = budget
     ctx = _Context(spec, ds, split, meter, seed, max_prompt_tokens, counter)
@@ -379,9 +428,7 @@ def search(
                 {"round": round_no, "cases": c, "config": asdict(config), "label": config.label()}
                 | {"objective": value, "calls_so_far": meter.calls}
             )
-        # stable: ties keep the earlier (zero-shot first) config
-        scored.sort(key=lambda t: -t[0])
-        alive = [cfg for _, cfg in scored]
+        alive = rank_configs(scored, tolerance, default.variant)
     best = alive[0]
     return SearchResult(best, ctx.program(best), plan, split, trials, meter, set(ctx.seen_users))
 

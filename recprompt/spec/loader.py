@@ -16,7 +16,8 @@ from pydantic import BaseModel, ValidationError
 
 from recprompt.errors import Location, SpecError, TemplateError
 from recprompt.spec.model import DemoSpec, InputSpec, RankSpec, Spec, Variant, semantic_issues
-from recprompt.spec.template import find_issues
+from recprompt.spec.template import find_issues, trial_render
+from recprompt.spec.yamlsafe import MAX_SPEC_BYTES, check_size, compose_bounded
 from recprompt.types import (
     ChoiceOutput,
     ItemListOutput,
@@ -110,6 +111,31 @@ def _data_path(loc: tuple[Any, ...]) -> Path_:
     return tuple(loc)
 
 
+_YAML_KINDS = {
+    "tag:yaml.org,2002:bool": "the boolean",
+    "tag:yaml.org,2002:int": "the integer",
+    "tag:yaml.org,2002:float": "the number",
+    "tag:yaml.org,2002:null": "null (no value),",
+}
+
+
+def _misread_scalar(node: yaml.Node | None, error: dict[str, Any]) -> tuple[str, str] | None:
+    """Say so when YAML typed an unquoted word (Yes, No, on, 1.10, null) where text belongs."""
+    if not isinstance(node, yaml.ScalarNode) or node.style is not None:
+        return None
+    kind = _YAML_KINDS.get(node.tag)
+    wants_text = "string" in error["type"] or error["type"] == "literal_error"
+    if kind is None or not wants_text or isinstance(error.get("input"), str):
+        return None
+    field = ".".join(str(p) for p in _data_path(error["loc"]))
+    value = error.get("input")
+    return (
+        f"{field}: YAML read the unquoted {node.value!r} as {kind} {value!r}, not as text",
+        f"quote it ('{node.value}'); YAML reads unquoted yes/no/on/off/true/false as "
+        "booleans and digits as numbers",
+    )
+
+
 def _spec_errors(exc: ValidationError, data: Any, where: _Positions, file: str) -> SpecError:
     problems: list[tuple[Location, str, str | None]] = []
     for error in exc.errors():
@@ -127,7 +153,10 @@ def _spec_errors(exc: ValidationError, data: Any, where: _Positions, file: str) 
         message = error["msg"].removeprefix("Value error, ")
         field = ".".join(str(p) for p in path) or "spec"
         hint = None
-        if error["type"] == "missing":
+        misread = _misread_scalar(where.values.get(path), error)
+        if misread:
+            message, hint = misread
+        elif error["type"] == "missing":
             hint = f"add '{path[-1]}:' here"
         elif error["type"] == "union_tag_invalid" or "discriminator" in error["type"]:
             hint = f"output type must be one of: {', '.join(OUTPUT_TYPES)}"
@@ -178,8 +207,15 @@ def check_templates(
             targets.append((("variants", index, "system"), variant.system, declared))
     if spec.demos.format:
         targets.append((("demos", "format"), spec.demos.format, [*declared, "prompt", "answer"]))
+    sizes = {
+        name: (d.type, min(d.count or d.max_length or 5, 100)) for name, d in spec.inputs.items()
+    }
+    sizes |= {"prompt": ("str", 1), "answer": ("str", 1)}
     for path, source, names in targets:
         issues = find_issues(source, names)
+        if not issues:
+            trial = trial_render(source, {n: sizes[n] for n in names if n in sizes})
+            issues = [trial] if trial else []
         if issues:
             issue = issues[0]
             location = _template_location(where, file, path, issue.line, issue.column, lines)
@@ -189,8 +225,7 @@ def check_templates(
 def parse_spec(text: str, file: str = "<spec>") -> Spec:
     """Parse and validate a spec from YAML text; ``file`` names it in errors."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        node, data = compose_bounded(text, file)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
@@ -234,12 +269,28 @@ def load_spec(path: str | Path) -> Spec:
     """Load and validate one spec file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_file():
+            check_size(path.stat().st_size, str(path))
+        with path.open("rb") as handle:  # read one byte past the cap: /dev/zero never ends
+            raw = handle.read(MAX_SPEC_BYTES + 1)
+        check_size(len(raw), str(path))
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SpecError(
             f"spec file not found: {path}",
             hint="pass a path to a .yaml spec or a built-in name (see 'recprompt list')",
         ) from None
-    except (UnicodeDecodeError, IsADirectoryError) as exc:
-        raise SpecError(f"cannot read spec: {exc}", location=Location(str(path))) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"spec is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            location=Location(str(path)),
+            hint="save the spec as UTF-8",
+        ) from None
+    except OSError as exc:
+        # a folder, a file without read permission, a device: one clear error, never a trace
+        raise SpecError(
+            f"cannot read spec: {exc.strerror or exc}",
+            location=Location(str(path)),
+            hint="pass a readable .yaml file (check the path and its permissions)",
+        ) from None
     return parse_spec(text, str(path))

@@ -15,7 +15,19 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from recprompt.types import ItemListOutput, OutputSpec
 
-__all__ = ["DemoSpec", "InputSpec", "InputType", "RankSpec", "Spec", "TaskKind", "Variant"]
+__all__ = [
+    "RANK_KS",
+    "DemoSpec",
+    "InputSpec",
+    "InputType",
+    "RankSpec",
+    "Spec",
+    "TaskKind",
+    "Variant",
+    "computed_metrics",
+    "default_metric",
+    "semantic_issues",
+]
 
 InputType = Literal["str", "int", "float", "bool", "items", "history", "candidates"]
 TaskKind = Literal[
@@ -201,8 +213,93 @@ class Spec(_Strict):
         return self.variants or [self.variant()]
 
 
+RANK_KS = (1, 5, 10)
+"""The cut-offs at which evaluation computes hr@K and ndcg@K (see recprompt.eval.scoring)."""
+
+
+def computed_metrics(spec: Spec) -> tuple[str, ...]:
+    """The metrics evaluation and the optimizer compute for this spec's output type."""
+    output_type = spec.output.type
+    if spec.rank is not None or output_type in ("item", "item_list"):
+        return ("mrr", *(f"{m}@{k}" for m in ("hr", "ndcg") for k in RANK_KS))
+    if output_type == "rating":
+        return ("rmse", "mae")
+    if output_type == "choice":
+        return ("accuracy", "auc")
+    return ("bleu", "rouge-1", "rouge-2", "rouge-l", "validity")
+
+
+def default_metric(spec: Spec) -> str:
+    """The spec's metric, else the first its output type computes (rmse, mrr, accuracy...)."""
+    if spec.metric:
+        return spec.metric
+    if spec.rank is not None or spec.output.type in ("item", "item_list"):
+        return f"ndcg@{RANK_KS[-1]}"
+    return computed_metrics(spec)[0]
+
+
+def reserved_output_names() -> frozenset[str]:
+    """Names a prediction already has (fields, methods, pydantic's ``model_*``): an output
+    called ``error`` or ``model_dump`` would overwrite them."""
+    from recprompt.compile.prediction import PredictionBase
+
+    names = set(PredictionBase.model_fields) | {
+        n for n in dir(PredictionBase) if not n.startswith("__")
+    }
+    return frozenset(names)
+
+
+def _name_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
+    name = spec.output.name
+    if not name.isidentifier() or name.startswith("_"):
+        return [
+            (
+                ("output", "name"),
+                f"output name {name!r} is not a valid field name",
+                "use letters, digits and '_' (not first), e.g. 'rating' or 'items'",
+            )
+        ]
+    if name in reserved_output_names() or name.startswith("model_"):
+        return [
+            (
+                ("output", "name"),
+                f"output name {name!r} clashes with a field every prediction has",
+                "rename the output (e.g. 'answer'); reserved: raw, scores, error, variant, "
+                "decode, usage, valid, value and pydantic's model_* names",
+            )
+        ]
+    if name in spec.inputs:
+        return [
+            (
+                ("output", "name"),
+                f"output name {name!r} is also an input's name",
+                "give the output and the inputs distinct names",
+            )
+        ]
+    return []
+
+
+def _metric_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
+    if spec.metric is None:
+        return []
+    computed = computed_metrics(spec)
+    if spec.metric in computed:
+        return []
+    kind = "a ranking" if spec.rank is not None else f"an output of type {spec.output.type}"
+    hint = f"use one of: {', '.join(computed)}"
+    if spec.metric.startswith("recall@"):
+        hint += " (hr@K equals recall@K with one held-out item)"
+    return [(("metric",), f"metric {spec.metric!r} is not computed for {kind}", hint)]
+
+
 def semantic_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
     """Checks across fields, each with the path it concerns: (path, problem, what to do)."""
+    issues = _source_issues(spec)
+    return [*issues, *_name_issues(spec), *_metric_issues(spec)]
+
+
+def _source_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
+    """An item output must draw from a declared candidate input that holds enough items."""
     issues: list[tuple[tuple[str, ...], str, str]] = []
     source = getattr(spec.output, "source", None)
     if source is None:

@@ -9,6 +9,7 @@ done at validation with the position inside the spec file.
 from __future__ import annotations
 
 import re
+import types
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -16,11 +17,19 @@ from typing import Any
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from recprompt.spec import limits
 from recprompt.types.items import item_name
 
-__all__ = ["TemplateIssue", "compile_template", "environment", "find_issues"]
+__all__ = [
+    "TemplateIssue",
+    "compile_template",
+    "environment",
+    "find_issues",
+    "trial_render",
+]
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -60,23 +69,73 @@ MAX_POWER = 64
 MAX_REPEAT = 100_000
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with ``**`` and ``*`` bounded so that a template cannot ask
-    for an astronomically large number or string (``9**9**9``, ``'x' * 10**9``)."""
+class _Template(jinja2.Template):
+    """A template whose render is metered: steps, deadline and output size are bounded."""
 
-    intercepted_binops = frozenset(["**", "*"])
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        def run() -> str:
+            context = self.new_context(dict(*args, **kwargs))
+            try:
+                return limits.bounded_text(self.root_render_func(context))
+            except Exception:
+                return self.environment.handle_exception()
+
+        return limits.metered(run)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with resources bounded (see :mod:`recprompt.spec.limits`):
+    ``**``, ``*``, ``+`` and ``%`` check the size of their result before computing it,
+    growing string methods and filters likewise, and loops and calls are metered steps."""
+
+    intercepted_binops = frozenset(["**", "*", "+", "%"])
+    template_class = _Template
+    bounded_iter = staticmethod(limits.bounded_iter)
+    bounded_concat = staticmethod(limits.bounded_concat)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        limits.check_binop(operator, left, right)
         if operator == "**":
             if isinstance(right, int) and abs(right) > MAX_POWER:
                 raise SecurityError(f"exponent {right} is above the limit of {MAX_POWER}")
             return left**right
+        if operator == "+":
+            return left + right
+        if operator == "%":
+            return left % right
         if isinstance(left, int) and isinstance(right, str | list | tuple):
             left, right = right, left
         repeats = isinstance(left, str | list | tuple) and isinstance(right, int)
         if repeats and len(left) * right > MAX_REPEAT:
             raise SecurityError(f"repetition above the limit of {MAX_REPEAT} elements")
         return left * right
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        limits.step(8 if isinstance(__obj, Macro) else 1)
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str) and isinstance(__obj, types.BuiltinMethodType):
+            args = limits.check_str_call(owner, __obj.__name__, args)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        text = value.__self__
+        is_map = value.__name__ == "format_map"
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            mapping = args[0] if is_map and len(args) == 1 and isinstance(args[0], dict) else {}
+            limits.check_str_format(text, () if is_map else args, mapping or kwargs)
+            return wrapped(*args, **kwargs)
+
+        return checked
+
+    def compile(self, source: Any, name: Any = None, filename: Any = None, **kw: Any) -> Any:
+        """Compile with loops and ``~`` routed through the bounded helpers."""
+        if isinstance(source, str):
+            source = self.parse(source, name, filename)
+        return super().compile(limits.bound_tree(source), name, filename, **kw)
 
 
 @lru_cache(maxsize=1)
@@ -89,8 +148,10 @@ def environment() -> ImmutableSandboxedEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters.update(limits.bounded_filters())
     env.filters.update(FILTERS)
     env.globals.update(GLOBALS)
+    env.globals["lipsum"] = limits.bounded_lipsum
     return env
 
 
@@ -186,3 +247,41 @@ def _find_issues(source: str, declared: Iterable[str]) -> list[TemplateIssue]:
                 )
             )
     return issues + sorted(private, key=lambda issue: (issue.line, issue.column))
+
+
+def _sample_value(kind: str, size: int) -> Any:
+    if kind in ("history", "items", "candidates"):
+        return [
+            {"item_id": f"i{n}", "title": f"Item {n}", "rating": 4, "timestamp": n}
+            for n in range(size)
+        ]
+    return {"int": 1, "float": 1.0, "bool": True}.get(kind, "x")
+
+
+def trial_render(source: str, inputs: dict[str, tuple[str, int]]) -> TemplateIssue | None:
+    """Render once on small made-up inputs (``name -> (type, list size)``) to catch a
+    template that asks for too much output, memory or time whatever its inputs are.
+
+    Only resource bounds are reported: other failures depend on real inputs (a field the
+    made-up items lack) and are checked when rendering real cases.
+    """
+    values = {name: _sample_value(kind, size) for name, (kind, size) in inputs.items()}
+    try:
+        compile_template(source).render(**values)
+    except limits.TemplateResourceError as exc:
+        line = 1
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == "<template>":
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        return TemplateIssue(
+            f"template asks for too much: {exc}",
+            line,
+            1,
+            "prompts are bounded in size and rendering time; remove the huge width, "
+            "repetition or nested loop",
+        )
+    except Exception:
+        return None
+    return None

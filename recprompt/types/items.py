@@ -102,7 +102,10 @@ class ItemListOutput(_FromCandidates):
         return values
 
     def answer_text(self, value: Any) -> str:
-        items = list(value)
+        """A demonstration's answer as the list format writes it. A single label (a
+        leave-one-out positive is one title) is a list of one, never its characters."""
+        items = [value] if isinstance(value, str | int | float) else list(value)
+        items = [i if isinstance(i, str) else str(i) for i in items]
         probe = ItemList(tuple(items), max(len(items), 1), self.format)
         body = probe.separator().join(probe.quote(i) for i in items)
         return body if self.format == "lines" else f"[{body}]"
