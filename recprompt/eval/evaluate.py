@@ -17,6 +17,7 @@ from recprompt.compile.program import Program
 from recprompt.data import Dataset, Protocol
 from recprompt.errors import InputError
 from recprompt.eval.cases import Case
+from recprompt.eval.html import write_case_files
 from recprompt.eval.report import (
     package_versions,
     position_table,
@@ -32,7 +33,8 @@ from recprompt.eval.runner import (
     run_cases,
     train_split,
 )
-from recprompt.eval.scoring import ranking_values, score_records, summarize
+from recprompt.eval.scoring import per_case_values, ranking_values, score_records, summarize
+from recprompt.eval.significance import paired_table
 from recprompt.eval.store import ResultStore
 from recprompt.rank import ranking_diagnostics
 from recprompt.types import ItemListOutput, ItemOutput, RatingOutput
@@ -54,7 +56,8 @@ def spec_hash(program: Program) -> str:
 
 def _ranking_baselines(
     names: list[str], train: Dataset, cases: list[Case], seed: int
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per-case metric values of each baseline on the program's candidates."""
     from recprompt.baselines import make_baseline
 
     out = {}
@@ -68,13 +71,13 @@ def _ranking_baselines(
             scores = scores + rng.uniform(0, 1e-9, len(scores))  # seeded random tie-break
             positive = scores[case.meta["positive_index"]]
             ranks.append(float((scores > positive).sum() + 1))
-        out[name] = summarize(ranking_values(ranks), seed)
+        out[name] = ranking_values(ranks)
     return out
 
 
 def _rating_baselines(
     names: list[str], train: Dataset, cases: list[Case], seed: int
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, dict[str, np.ndarray]]:
     from recprompt.baselines import make_baseline
 
     out = {}
@@ -84,7 +87,7 @@ def _rating_baselines(
         preds = np.array(
             [model.predict(c.meta["user_id"], c.meta["item_id"]) for c in cases], dtype=float
         )
-        out[name] = summarize({"rmse": (preds - labels) ** 2, "mae": np.abs(preds - labels)}, seed)
+        out[name] = {"rmse": (preds - labels) ** 2, "mae": np.abs(preds - labels)}
     return out
 
 
@@ -135,6 +138,7 @@ def evaluate(
     records = [store.records[c.id] for c in cases]
     fallback = float(np.nanmean(train.rating)) if train.has_ratings else 0.0
     scored = score_records(program.spec, records, fallback=fallback, seed=protocol.seed)
+    values = per_case_values(program.spec, records, fallback)
     output = program.spec.output
     is_ranking = program.spec.rank is not None or isinstance(output, ItemListOutput | ItemOutput)
     if baselines is None:
@@ -147,6 +151,7 @@ def evaluate(
         base = _rating_baselines(baselines, train, cases, protocol.seed)
     else:
         base = {}
+    base_values, base = base, {name: summarize(v, protocol.seed) for name, v in base.items()}
     stored_usage = {
         key: sum(float(r.get("usage", {}).get(key, 0.0)) for r in records)
         for key in ("calls", "prompt_tokens", "completion_tokens", "cache_hits", "seconds")
@@ -170,8 +175,10 @@ def evaluate(
             "store_dropped_corrupt_lines": store.dropped,
         },
         "versions": package_versions(),
+        "paired": paired_table(values, base_values, seed=protocol.seed),
     }
     write_report(out, report)
     write_markdown(out, report)
     write_plots(out, report)
+    write_case_files(out, report, records, values, base_values)
     return report
