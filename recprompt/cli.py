@@ -1,4 +1,4 @@
-"""The ``recprompt`` command line: validate, list, render, dry-run, run, eval, optimize.
+"""The ``recprompt`` command line: validate, list, render, dry-run, run, eval, compare, optimize.
 
 Every user mistake surfaces as a :class:`RecpromptError`; the CLI prints its message (with
 file:line:column for specs) and exits with status 2, never with a traceback.
@@ -363,7 +363,30 @@ def eval_command(
         limits=Limits(max_calls, max_tokens, max_seconds),
     )
     out.print((out_dir / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
-    out.print(f"[dim]report: {out_dir / 'report.json'} · {report['cases']} cases[/]")
+    out.print(f"[dim]report: {out_dir / 'report.html'} · {report['cases']} cases[/]")
+
+
+@app.command("compare")
+@guarded
+def compare_command(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more `eval --out` folders.")],
+    out_file: Annotated[
+        Path, typer.Option("--out", "-o", help="The HTML page (statistics go beside it as .json).")
+    ] = Path("compare.html"),
+    seed: SeedOpt = 0,
+) -> None:
+    """Compare runs over the same cases: paired differences, disagreeing cases first."""
+    from recprompt.eval.compare import compare_runs
+
+    stats = compare_runs(runs, out_file, seed=seed)
+    for name, rows in stats["paired"].items():
+        for metric, d in rows.items():
+            out.print(
+                f"{name} − {stats['reference']} {metric}: {d['difference']:+.4f} "
+                f"[{d['low']:+.3f}, {d['high']:+.3f}] p={d['p_value']:.4f}",
+                highlight=False,
+            )
+    out.print(f"[dim]{stats['cases']} cases · {stats['agreement']} · {out_file}[/]")
 
 
 @app.command()

@@ -17,7 +17,7 @@ from recprompt.baselines.base import Baseline
 from recprompt.data.dataset import Dataset
 from recprompt.data.sampling import user_rng
 
-__all__ = ["Popularity", "RandomRanker", "expected_random_metrics"]
+__all__ = ["Popularity", "RandomRanker", "expected_random_metrics", "expected_random_values"]
 
 
 class RandomRanker(Baseline):
@@ -40,13 +40,13 @@ class RandomRanker(Baseline):
         return expected_random_metrics(n_candidates, ks)
 
 
-def expected_random_metrics(
+def expected_random_values(
     n_candidates: Sequence[int], ks: Sequence[int] = (1, 5, 10)
-) -> dict[str, dict[str, float | bool]]:
-    """``{metric: {"value", "ci_low", "ci_high", "exact"}}`` for a uniformly random ranker.
+) -> dict[str, np.ndarray]:
+    """Per-case expected metric of a uniformly random ranker (closed form, no sampling).
 
-    Each case has one positive among ``n`` candidates; the value is the mean over cases of
-    the closed form, and the interval is the value itself (no sampling is involved).
+    Each case has one positive among ``n`` candidates, equally likely at every rank: HR@k is
+    min(k, n)/n, NDCG@k the mean of 1/log2(r+1) over r <= min(k, n), MRR the mean of 1/r.
     """
     counts = np.asarray(n_candidates, dtype=np.int64)
     if counts.size == 0 or (counts < 1).any():
@@ -60,9 +60,17 @@ def expected_random_metrics(
         reach = np.minimum(k, counts)
         values[f"hr@{k}"] = reach / counts
         values[f"ndcg@{k}"] = cum_gain[reach] / counts
+    return values
+
+
+def expected_random_metrics(
+    n_candidates: Sequence[int], ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, dict[str, float | bool]]:
+    """``{metric: {"value", "ci_low", "ci_high", "exact"}}`` for a uniformly random ranker:
+    the mean over cases of the closed form; the interval is the value itself."""
     return {
         name: {"value": (v := float(vector.mean())), "ci_low": v, "ci_high": v, "exact": True}
-        for name, vector in values.items()
+        for name, vector in expected_random_values(n_candidates, ks).items()
     }
 
 

@@ -18,6 +18,7 @@ from recprompt.data import Dataset, Protocol
 from recprompt.environment import numeric_environment
 from recprompt.errors import InputError
 from recprompt.eval.cases import Case
+from recprompt.eval.html import write_case_files
 from recprompt.eval.report import (
     package_versions,
     position_table,
@@ -33,7 +34,8 @@ from recprompt.eval.runner import (
     run_cases,
     train_split,
 )
-from recprompt.eval.scoring import ranking_values, score_records, summarize
+from recprompt.eval.scoring import per_case_values, ranking_values, score_records, summarize
+from recprompt.eval.significance import paired_table
 from recprompt.eval.store import ResultStore
 from recprompt.rank import ranking_diagnostics
 from recprompt.types import ItemListOutput, ItemOutput, RatingOutput
@@ -55,9 +57,10 @@ def spec_hash(program: Program) -> str:
 
 def _ranking_baselines(
     names: list[str], train: Dataset, cases: list[Case], seed: int
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per-case metric values of each baseline on the program's candidates."""
     from recprompt.baselines import make_baseline
-    from recprompt.baselines.simple import expected_random_metrics
+    from recprompt.baselines.simple import expected_random_values
     from recprompt.eval.scoring import RANK_KS
 
     out = {}
@@ -65,7 +68,7 @@ def _ranking_baselines(
     for name in names:
         if name == "random":  # its expected value is exact; one seeded draw is not
             sizes = [len(case.meta["candidates"]) for case in cases]
-            out[name] = expected_random_metrics(sizes, RANK_KS)
+            out[name] = expected_random_values(sizes, RANK_KS)
             continue
         model = make_baseline(name, seed=seed).fit(train)
         ranks = []
@@ -75,13 +78,13 @@ def _ranking_baselines(
             scores = scores + rng.uniform(0, 1e-9, len(scores))  # seeded random tie-break
             positive = scores[case.meta["positive_index"]]
             ranks.append(float((scores > positive).sum() + 1))
-        out[name] = summarize(ranking_values(ranks), seed)
+        out[name] = ranking_values(ranks)
     return out
 
 
 def _rating_baselines(
     names: list[str], train: Dataset, cases: list[Case], seed: int
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, dict[str, np.ndarray]]:
     from recprompt.baselines import make_baseline
 
     out = {}
@@ -91,7 +94,7 @@ def _rating_baselines(
         preds = np.array(
             [model.predict(c.meta["user_id"], c.meta["item_id"]) for c in cases], dtype=float
         )
-        out[name] = summarize({"rmse": (preds - labels) ** 2, "mae": np.abs(preds - labels)}, seed)
+        out[name] = {"rmse": (preds - labels) ** 2, "mae": np.abs(preds - labels)}
     return out
 
 
@@ -142,6 +145,7 @@ def evaluate(
     records = [store.records[c.id] for c in cases]
     fallback = float(np.nanmean(train.rating)) if train.has_ratings else 0.0
     scored = score_records(program.spec, records, fallback=fallback, seed=protocol.seed)
+    values = per_case_values(program.spec, records, fallback)
     output = program.spec.output
     is_ranking = program.spec.rank is not None or isinstance(output, ItemListOutput | ItemOutput)
     if baselines is None:
@@ -154,6 +158,12 @@ def evaluate(
         base = _rating_baselines(baselines, train, cases, protocol.seed)
     else:
         base = {}
+    base_values, base = base, {name: summarize(v, protocol.seed) for name, v in base.items()}
+    if "random" in base and is_ranking:  # exact expectation: its interval is the value itself
+        base["random"] = {
+            m: {"value": s["value"], "ci_low": s["value"], "ci_high": s["value"], "exact": True}
+            for m, s in base["random"].items()
+        }
     stored_usage = {
         key: sum(float(r.get("usage", {}).get(key, 0.0)) for r in records)
         for key in ("calls", "prompt_tokens", "completion_tokens", "cache_hits", "seconds")
@@ -178,8 +188,10 @@ def evaluate(
         },
         "versions": package_versions(),
         "environment": numeric_environment(backend),
+        "paired": paired_table(values, base_values, seed=protocol.seed),
     }
     write_report(out, report)
     write_markdown(out, report)
     write_plots(out, report)
+    write_case_files(out, report, records, values, base_values)
     return report

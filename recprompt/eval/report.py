@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from recprompt._files import write_text_atomic
+from recprompt.eval.plots import write_plots
+from recprompt.eval.significance import markdown_lines
 
 __all__ = ["package_versions", "write_markdown", "write_plots", "write_report"]
 
@@ -68,7 +70,9 @@ def write_markdown(out: Path, report: dict[str, Any]) -> Path:
     ]
     for system, metrics in rows.items():
         lines.append(f"| {system} | " + " | ".join(_fmt(metrics.get(n)) for n in names) + " |")
-    lines += ["", "Values are means with seeded 95% bootstrap intervals.", "", "## Validity", ""]
+    lines += ["", "Values are means with seeded 95% bootstrap intervals."]
+    lines += markdown_lines(report.get("paired") or {})
+    lines += ["", "## Validity", ""]
     lines += [f"- {k}: {v}" for k, v in report["validity"].items()]
     if report.get("position"):
         lines += ["", "## Hit rate by the positive's position in the candidate list", ""]
@@ -100,42 +104,3 @@ def position_table(records: Sequence[dict[str, Any]], k: int = 10) -> list[dict[
         {"position": p + 1, "cases": len(h), "hit_rate": sum(h) / len(h)}
         for p, h in sorted(by_position.items())
     ]
-
-
-def write_plots(out: Path, report: dict[str, Any]) -> list[Path]:
-    """Metric comparison (program vs baselines) and hit rate by the positive's position."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
-    rows = {"program": report["metrics"], **report.get("baselines", {})}
-    names = [n for n in report["metrics"] if n != "auc"][:6]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / max(len(rows), 1)
-    for n, (system, metrics) in enumerate(rows.items()):
-        xs = [i + n * width for i in range(len(names))]
-        values = [metrics.get(m, {}).get("value", 0.0) for m in names]
-        ax.bar(xs, values, width, label=system)
-    ax.set_xticks([i + width * (len(rows) - 1) / 2 for i in range(len(names))], names)
-    ax.set_title(f"{report['spec']} on {report['protocol'].get('dataset')}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "metrics.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
-    if report.get("position"):
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        table = report["position"]
-        ax.bar([p["position"] for p in table], [p["hit_rate"] for p in table])
-        ax.set_xlabel("position of the positive in the candidate list")
-        ax.set_ylabel("HR@10")
-        ax.set_title("Position bias")
-        fig.tight_layout()
-        path = out / "position_bias.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths

@@ -30,6 +30,7 @@ from recprompt.compile.program import Program
 from recprompt.data import Dataset, Protocol, split_dataset
 from recprompt.errors import BudgetError, RecpromptError
 from recprompt.eval.cases import Case, build_cases
+from recprompt.eval.prompts import PromptLog
 from recprompt.eval.store import ResultStore
 
 __all__ = ["Limits", "RunConfig", "run_cases"]
@@ -155,19 +156,27 @@ def run_cases(
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
+    log = PromptLog.install(program)  # the report shows each case's exact prompts
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task(program.spec.name, total=len(cases), completed=len(store), rate="")
         for n, case in enumerate(todo, 1):
-            limits.check(usage, started)
-            if program.spec.rank is not None:
-                record = rank_record(program, case)
-            else:
-                record = record_of(case, program(**case.inputs))
+            log.take()
+            try:
+                limits.check(usage, started)
+                if program.spec.rank is not None:
+                    record = rank_record(program, case)
+                else:
+                    record = record_of(case, program(**case.inputs))
+            except BaseException:
+                log.remove(program)
+                raise
+            record.update(log.take())
             for key in ("calls", "prompt_tokens", "completion_tokens", "cache_hits"):
                 setattr(usage, key, getattr(usage, key) + int(record["usage"].get(key, 0)))
             store.append(record)
             rate = n / max(time.monotonic() - started, 1e-9)
             bar.update(task, advance=1, rate=f"{rate:.2f} cases/s")
+    log.remove(program)
     usage.seconds = time.monotonic() - started
     return usage
 

@@ -1,0 +1,255 @@
+"""``recprompt compare RUN_A RUN_B ...``: runs over the same cases, side by side and paired.
+
+Two variants, a tuned program against zero-shot, two models: a difference between runs means
+something only on the same cases, so compare first checks that every run holds exactly the
+same case ids with the same truths and candidates, and refuses otherwise. The first run is
+the reference; for each other run it gives, per metric, the paired difference (run minus
+reference) with a seeded bootstrap interval and a sign-flip p-value
+(:func:`recprompt.eval.significance.paired_table`). The page lists the cases where the runs
+disagree first, with each run's prompts and answers side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from markupsafe import Markup
+
+from recprompt._files import write_text_atomic
+from recprompt.errors import InputError
+from recprompt.eval.cases_view import Interner, case_payload, script_json
+from recprompt.eval.html import asset, environment, paired_plots
+from recprompt.eval.scoring import summarize
+from recprompt.eval.significance import paired_table
+from recprompt.eval.store import read_lines
+from recprompt.eval.svg import Bar, hbars
+
+__all__ = ["CompareError", "Run", "compare_runs", "load_run"]
+
+RERUN = "rerun `recprompt eval` with the same arguments and --out: it resumes from the stored "
+RERUN += "results (no model call) and rewrites the report files"
+
+
+class CompareError(InputError):
+    """Runs that cannot be compared: missing files, or different cases."""
+
+
+@dataclass
+class Run:
+    """One finished ``recprompt eval`` folder, its records in case order."""
+
+    folder: Path
+    name: str
+    config: dict[str, Any]
+    report: dict[str, Any]
+    ids: list[str]
+    values: dict[str, np.ndarray]
+    records: list[dict[str, Any]] = field(repr=False)
+
+
+def _json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise CompareError(f"{path.parent} has no {path.name} ({what})", hint=RERUN)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CompareError(f"{path} is not valid JSON: {exc}", hint=RERUN) from None
+
+
+def load_run(folder: str | Path, name: str | None = None) -> Run:
+    """Read a run folder: ``run.json``, ``report.json``, ``per_case.json``, ``results.jsonl``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CompareError(
+            f"{folder} is not a run folder",
+            hint="pass folders written by `recprompt eval --out FOLDER`",
+        )
+    config = _json(folder / "run.json", "what the run was")
+    report = _json(folder / "report.json", "its metrics")
+    per_case = _json(folder / "per_case.json", "per-case metric values")
+    ids = [str(i) for i in per_case.get("ids", [])]
+    records: dict[str, dict[str, Any]] = {}
+    for record in read_lines(folder / "results.jsonl")[0]:
+        records.setdefault(str(record["id"]), record)  # the first valid line wins, as in the store
+    missing = [i for i in ids if i not in records]
+    if missing:
+        raise CompareError(
+            f"{folder}/results.jsonl lacks {len(missing)} case(s) of its report, e.g. {missing[0]}",
+            hint=RERUN,
+        )
+    values = {k: np.asarray(v, dtype=float) for k, v in per_case.get("program", {}).items()}
+    return Run(folder, name or folder.name, config, report, ids, values, [records[i] for i in ids])
+
+
+def _case_key(record: dict[str, Any]) -> tuple[str, str]:
+    meta = record.get("meta") or {}
+    return json.dumps(record.get("label"), default=str), json.dumps(
+        meta.get("candidates"), default=str
+    )
+
+
+def check_same_cases(runs: Sequence[Run]) -> None:
+    """Refuse runs whose cases differ: ids, truths or candidate lists."""
+    first = runs[0]
+    reference = {i: _case_key(r) for i, r in zip(first.ids, first.records, strict=True)}
+    for run in runs[1:]:
+        ids = set(run.ids)
+        extra = sorted(ids - set(reference))
+        lacking = sorted(set(reference) - ids)
+        if extra or lacking:
+            parts = []
+            if lacking:
+                parts.append(f"lacks {len(lacking)} case(s) of {first.name} (e.g. {lacking[0]})")
+            if extra:
+                parts.append(f"has {len(extra)} case(s) {first.name} lacks (e.g. {extra[0]})")
+            raise CompareError(
+                f"{run.name} and {first.name} hold different cases: {run.name} "
+                + " and ".join(parts),
+                hint="compare runs of one protocol: same data, --users, --seed and negatives",
+            )
+        for case_id, record in zip(run.ids, run.records, strict=True):
+            mine, theirs = _case_key(record), reference[case_id]
+            if mine != theirs:
+                what = "truth" if mine[0] != theirs[0] else "candidates"
+                raise CompareError(
+                    f"case {case_id} has different {what} in {run.name} than in {first.name}",
+                    hint="compare runs of one protocol: same data, split, sampler and seed",
+                )
+
+
+def _aligned(run: Run, order: list[str]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    index = {case_id: n for n, case_id in enumerate(run.ids)}
+    take = np.array([index[i] for i in order], dtype=int)
+    return [run.records[n] for n in take], {k: v[take] for k, v in run.values.items()}
+
+
+def _summary(run: Run, values: dict[str, np.ndarray], seed: int) -> dict[str, dict[str, float]]:
+    summary = summarize(values, seed) if values and len(run.ids) else {}
+    for name, cell in (run.report.get("metrics") or {}).items():
+        summary.setdefault(name, cell)  # e.g. AUC, which is not defined per case
+    return summary
+
+
+def _agreement(rows: Sequence[dict[str, Any]]) -> str:
+    hits = {r["hit"] for r in rows}
+    answers = {json.dumps(r["answer"]) for r in rows}
+    if len(hits) > 1:
+        return "hit differs"
+    return "answer differs" if len(answers) > 1 else "same"
+
+
+ORDER = {"hit differs": 0, "answer differs": 1, "same": 2}
+
+
+def compare_runs(
+    folders: Sequence[str | Path], out: str | Path, *, seed: int = 0, page_size: int = 100
+) -> dict[str, Any]:
+    """Write ``out`` (HTML) and its statistics beside it (``.json``); return the statistics."""
+    if len(folders) < 2:
+        raise CompareError("compare needs at least two run folders")
+    names = [Path(f).name for f in folders]
+    if len(set(names)) != len(names):
+        names = [str(f) for f in folders]
+    runs = [load_run(f, n) for f, n in zip(folders, names, strict=True)]
+    check_same_cases(runs)
+    order = runs[0].ids
+    aligned = [_aligned(run, order) for run in runs]
+    reference = runs[0]
+    paired = {
+        run.name: paired_table(values, {reference.name: aligned[0][1]}, seed=seed).get(
+            reference.name, {}
+        )
+        for run, (_, values) in zip(runs[1:], aligned[1:], strict=True)
+    }
+    summaries = [
+        _summary(run, values, seed) for run, (_, values) in zip(runs, aligned, strict=True)
+    ]
+    strings = Interner()
+    payloads = [case_payload(records, values, strings) for records, values in aligned]
+    rows = []
+    for n, case_id in enumerate(order):
+        per_run = [p["rows"][n] for p in payloads]
+        first = per_run[0]
+        rows.append(
+            {
+                "id": case_id,
+                "truth": first["truth"],
+                "position": first["position"],
+                "agreement": _agreement(per_run),
+                "runs": [
+                    {k: v for k, v in r.items() if k not in ("id", "truth", "position")}
+                    for r in per_run
+                ],
+            }
+        )
+    rows.sort(key=lambda r: ORDER[r["agreement"]])  # stable: case order within each group
+    stats = {
+        "runs": [
+            {
+                "name": r.name,
+                "folder": str(r.folder),
+                **{k: r.config.get(k) for k in ("spec", "variant", "model", "spec_hash")},
+            }
+            for r in runs
+        ],
+        "reference": reference.name,
+        "cases": len(order),
+        "metrics": {r.name: s for r, s in zip(runs, summaries, strict=True)},
+        "paired": paired,
+        "agreement": {k: sum(r["agreement"] == k for r in rows) for k in ORDER},
+        "protocol": reference.config.get("protocol"),
+    }
+    metric_names = list(dict.fromkeys(m for s in summaries for m in s))
+    plots = [
+        hbars(
+            metric,
+            [
+                Bar(
+                    r.name,
+                    s[metric]["value"],
+                    s[metric].get("ci_low"),
+                    s[metric].get("ci_high"),
+                    n == 0,
+                )
+                for n, (r, s) in enumerate(zip(runs, summaries, strict=True))
+                if metric in s
+            ],
+        )
+        for metric in metric_names
+    ]
+    data = {
+        "runs": [
+            {"name": r.name, "metric_names": p["metric_names"], "primary": p["primary"]}
+            for r, p in zip(runs, payloads, strict=True)
+        ],
+        "rule": payloads[0]["rule"],
+        "rows": rows,
+        "page_size": page_size,
+    }
+    data = strings.finish(data)
+    data["strings"] = strings.strings
+    page = (
+        environment()
+        .get_template("compare.html.j2")
+        .render(
+            stats=stats,
+            metric_names=metric_names,
+            summaries=list(zip(runs, summaries, strict=True)),
+            plots=plots,
+            paired_plots=paired_plots(paired, "run − reference"),
+            css=asset("style.css"),
+            common_js=asset("common.js"),
+            page_js=asset("compare.js"),
+            data_json=Markup(script_json(data)),
+        )
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, page)
+    write_text_atomic(out.with_suffix(".json"), json.dumps(stats, indent=2, default=str))
+    return stats

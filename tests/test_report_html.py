@@ -1,0 +1,227 @@
+"""report.html and compare.html: rendered by a real headless Chromium, escaped, paired.
+
+The runs use a deterministic fake scorer (no model) on a small dataset whose every title
+carries a planted script, so each case row holds hostile text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+import recprompt
+from recprompt.backends.base import Completion, Usage
+from recprompt.data import Dataset
+from recprompt.eval.browser import dump_dom, find_chromium
+from recprompt.eval.cases import default_protocol
+from recprompt.eval.evaluate import evaluate
+
+PLANT = "<script>document.body.dataset.pwned='script'</script>"
+PLANT += "<img src=x onerror=\"document.body.dataset.pwned='img'\">"
+
+
+class FakeBackend:
+    """Deterministic log-likelihoods from a hash of prompt and option (``salt`` changes them)."""
+
+    supports_logits = True
+
+    def __init__(self, salt: str = "") -> None:
+        self.usage = Usage()
+        self.salt = salt
+        self.name = f"fake{salt}"
+
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
+        self.usage.calls += 1
+        self.usage.prompt_tokens += len(prompt) // 4
+        text = self.salt + prompt
+        return [-(zlib.crc32((text + c).encode()) % 1000) / 300 for c in continuations]
+
+    def generate(self, prompt, *, constraint, max_tokens, temperature=0.0, seed=None):
+        self.usage.calls += 1
+        return Completion("A", Usage(calls=1))
+
+
+def hostile_dataset(n_users: int = 14, n_items: int = 32) -> Dataset:
+    users, items, ratings, times = [], [], [], []
+    for u in range(n_users):
+        for j in range(7):
+            users.append(str(u))
+            items.append(str((u * 5 + j * 3) % n_items))
+            ratings.append(1 + (u + j) % 5)
+            times.append(j)
+    titles = {str(i): {"title": f"Movie {i} {PLANT} ({1990 + i % 10})"} for i in range(n_items)}
+    return Dataset.from_records("hostile", users, items, ratings, times, items=titles)
+
+
+def run_eval(out: Path, *, salt: str = "", users: int = 12, seed: int = 0) -> dict:
+    program = recprompt.load("rank.letters", backend=FakeBackend(salt))
+    data = hostile_dataset()
+    protocol = default_protocol(program.spec, data.name, n_users=users, seed=seed)
+    return evaluate(
+        program, data, protocol, out, baselines=["random", "popularity"], progress=False
+    )
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    found = find_chromium()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Chromium (.ci/run installs Debian's chromium package)")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    folders = {"a": root / "a", "a_again": root / "a_again", "b": root / "b"}
+    run_eval(folders["a"])
+    run_eval(folders["a_again"])
+    run_eval(folders["b"], salt="other")
+    return folders
+
+
+def test_report_json_and_md_pair_the_program_with_each_baseline(runs) -> None:
+    report = json.loads((runs["a"] / "report.json").read_text())
+    assert set(report["paired"]) == {"random", "popularity"}
+    cell = report["paired"]["popularity"]["ndcg@10"]
+    assert cell["low"] <= cell["difference"] <= cell["high"] and 0 < cell["p_value"] <= 1
+    program = report["metrics"]["ndcg@10"]["value"]
+    baseline = report["baselines"]["popularity"]["ndcg@10"]["value"]
+    assert cell["difference"] == pytest.approx(program - baseline)
+    markdown = (runs["a"] / "report.md").read_text()
+    assert "paired on the same cases" in markdown and "| popularity | ndcg@10 |" in markdown
+    per_case = json.loads((runs["a"] / "per_case.json").read_text())
+    assert len(per_case["ids"]) == report["cases"] == len(per_case["baselines"]["random"]["mrr"])
+
+
+def test_each_case_keeps_its_exact_prompt(runs) -> None:
+    from recprompt.eval.store import ResultStore
+
+    records = list(ResultStore(runs["a"] / "results.jsonl"))
+    assert all(r["prompt_count"] == 1 and len(r["prompts"]) == 1 for r in records)
+    prompt = records[0]["prompts"][0]
+    assert prompt.rstrip().endswith("Answer:") and PLANT in prompt
+    candidates = records[0]["meta"]["candidate_names"]
+    assert all(name in prompt for name in candidates)
+
+
+def test_report_renders_in_chromium_and_the_planted_script_never_runs(runs, chromium) -> None:
+    page = runs["a"] / "report.html"
+    html = page.read_text()
+    assert "<script>document.body" not in html and "http://" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    )  # escaped everywhere, nothing fetched from a network
+    dom = dump_dom(page)
+    assert 'data-ready="1"' in dom and "data-pwned" not in dom
+    rows = re.findall(r'<tr class="case-row[^"]*" data-case="([^"]+)"', dom)
+    assert len(rows) == 12
+    assert "&lt;script&gt;document.body.dataset.pwned" in dom  # shown as text
+    assert dom.count('class="metric-plot"') == 7 and 'class="errorbar"' in dom
+    assert 'class="position-plot"' in dom and 'class="paired-plot"' in dom
+    assert re.search(r'<tr class="program" data-system="program"><td>program</td>', dom)
+    assert (runs["a"] / "report.png").stat().st_size > 10_000
+
+
+def test_a_case_opens_its_prompt_answer_truth_and_metrics(runs, chromium) -> None:
+    from recprompt.eval.store import ResultStore
+
+    record = next(iter(ResultStore(runs["a"] / "results.jsonl")))
+    dom = dump_dom(runs["a"] / "report.html", fragment=f"case={record['id']}")
+    assert 'class="detail-row"' in dom and "data-pwned" not in dom
+    shown = re.search(r'<pre class="prompt">(.*?)</pre>', dom, re.S).group(1)
+    unescaped = shown.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+    assert unescaped.replace("&amp;", "&") == record["prompts"][0]
+    assert "Truth" in dom and "This case's metrics" in dom and "Scores" in dom
+
+
+def test_compare_pairs_identical_runs_with_p_one(runs, tmp_path, chromium) -> None:
+    from recprompt.eval.compare import compare_runs
+
+    stats = compare_runs([runs["a"], runs["a_again"]], tmp_path / "same.html")
+    paired = stats["paired"]["a_again"]
+    assert paired and all(d["p_value"] == 1.0 and d["difference"] == 0.0 for d in paired.values())
+    assert stats["agreement"]["same"] == 12
+    different = compare_runs([runs["a"], runs["b"]], tmp_path / "compare.html")
+    assert different["agreement"]["same"] < 12
+    dom = dump_dom(tmp_path / "compare.html")
+    assert 'data-ready="1"' in dom and "data-pwned" not in dom
+    agreements = re.findall(r"<td>(hit differs|answer differs|same)</td></tr>", dom)
+    assert len(agreements) == 12 and agreements == sorted(
+        agreements, key=["hit differs", "answer differs", "same"].index
+    )  # disagreements first
+
+
+def test_compare_refuses_runs_over_different_cases(runs, tmp_path, cli) -> None:
+    from recprompt.cli import app
+    from recprompt.eval.store import ResultStore
+
+    fewer = tmp_path / "fewer"
+    run_eval(fewer, users=10)
+    result = cli.invoke(
+        app, ["compare", str(runs["a"]), str(fewer), "--out", str(tmp_path / "x.html")]
+    )
+    assert result.exit_code == 2
+    assert "hold different cases" in result.output and "hint:" in result.output
+    assert not (tmp_path / "x.html").exists()
+    swapped = tmp_path / "swapped"  # the same ids, but one case drew other candidates
+    shutil.copytree(runs["a"], swapped)
+    lines = (swapped / "results.jsonl").read_text().splitlines()
+    record = json.loads(json.loads(lines[0])["payload"])
+    record["meta"]["candidates"] = list(reversed(record["meta"]["candidates"]))
+    (swapped / "results.jsonl").unlink()
+    store = ResultStore(swapped / "results.jsonl")
+    store.append(record)
+    for line in lines[1:]:
+        store.append(json.loads(json.loads(line)["payload"]))
+    result = cli.invoke(app, ["compare", str(runs["a"]), str(swapped)])
+    assert result.exit_code == 2
+    assert f"case {record['id']} has different candidates" in result.output
+
+
+def test_records_without_prompts_still_render(runs) -> None:
+    import numpy as np
+
+    from recprompt.eval.html import render_report
+    from recprompt.eval.store import ResultStore
+
+    report = json.loads((runs["a"] / "report.json").read_text())
+    records = [
+        {k: v for k, v in r.items() if k not in ("prompts", "prompt_count")}
+        for r in ResultStore(runs["a"] / "results.jsonl")
+    ]
+    page = render_report(report, records, {"mrr": np.ones(len(records))})
+    data = re.search(r'id="case-data">(.*?)</script>', page, re.S).group(1)
+    assert "<" not in data and all(r["prompts"] is None for r in json.loads(data)["rows"])
+
+
+def test_plots_show_every_metric_with_error_bars_and_integer_positions(runs) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from recprompt.eval.plots import _metrics_figure, _position_figure
+
+    report = json.loads((runs["a"] / "report.json").read_text())
+    fig = _metrics_figure(plt, report)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == list(report["metrics"])  # ndcg@10 included
+    from matplotlib.container import ErrorbarContainer
+
+    assert all(any(isinstance(c, ErrorbarContainer) for c in ax.containers) for ax in panels)
+    plt.close(fig)
+    fig = _position_figure(plt, report["position"])
+    ticks = fig.axes[0].get_xticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks)
+    plt.close(fig)
+    assert all((runs["a"] / n).stat().st_size for n in ("metrics.png", "paired.png"))
+    assert (runs["a"] / "position_bias.png").exists()
