@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from recprompt.backends.capabilities import check_scoring
 from recprompt.errors import InputError
 from recprompt.rank.aggregate import bootstrap_orders, borda
 from recprompt.rank.base import Context, OrderScores, RankResult, order_by, tiebreak_rng
@@ -85,6 +86,7 @@ def rank(
         program.resolve_backend(),
         getattr(spec.output, "key", "title"),
     )
+    check_scoring(spec, ctx.backend)  # before any call: no silent fallback to generation
     names = [ctx.name(c) for c in candidates]
     if len(set(names)) != len(names):
         raise InputError(f"{spec.name}: candidate names repeat: rank needs distinct names")
