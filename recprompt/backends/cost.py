@@ -100,11 +100,11 @@ class CostGuard:
         self.supports_logits = backend.supports_logits
         self._lock = threading.Lock()
 
-    def _reserve(self, method: str, prompt: Prompt, max_tokens: int, **params: Any) -> None:
+    def _reserve(self, method: str, prompt: Prompt, limit: int, **params: Any) -> None:
         will_call = getattr(self.backend, "will_call", None)
         if will_call is not None and not will_call(method, prompt, **params):
             return  # answered from the cache: free
-        worst = self.price.cost(_chars(prompt) / 3 + 8, max_tokens)
+        worst = self.price.cost(_chars(prompt) / 3 + 8, limit)
         with self._lock:
             if self.spent + worst > self.max_cost:
                 raise BudgetError(
