@@ -203,6 +203,10 @@ def dry_run_command(
     prompts_out: Annotated[
         Path | None, typer.Option("--out", help="Write every rendered prompt as JSON lines.")
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="A hosted litellm model: adds a cost estimate."),
+    ] = None,
 ) -> None:
     """Render prompts for real cases of a dataset: tokens, constraint, calls. No model call."""
     import recprompt
@@ -239,6 +243,18 @@ def dry_run_command(
         if key != "protocol":
             table.add_row(key, str(value))
     table.add_row("protocol", json.dumps(result.summary()["protocol"]))
+    if model and model != "local" and not model.endswith(".gguf"):
+        from recprompt.backends.cost import estimate
+
+        summary = result.summary()
+        cost = estimate(
+            model,
+            summary["model_calls"],
+            summary["prompt_tokens_total"],
+            summary["max_completion_tokens"],
+        )
+        for key, value in cost.items():
+            table.add_row(key, str(value))
     out.print(table)
 
 
@@ -256,14 +272,62 @@ CacheOpt = Annotated[
 ]
 
 
-def build_backend(model: str, api_base: str | None, cache: bool) -> Any:
-    from recprompt.backends import get_backend
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        help="Key of a hosted provider (default: its usual environment variable, e.g. "
+        "OPENAI_API_KEY). Never written to logs, reports or the cache.",
+        show_default=False,
+    ),
+]
+ServerKindOpt = Annotated[
+    str,
+    typer.Option(
+        "--server-kind",
+        help="auto, llama_cpp, vllm, sglang, ollama, openai or generic: how to send "
+        "constraints and read scores ('auto' asks the server).",
+    ),
+]
+MaxCostOpt = Annotated[
+    float | None,
+    typer.Option("--max-cost", help="Stop before spending more than this many US dollars."),
+]
+ChatFormatOpt = Annotated[
+    str | None,
+    typer.Option("--chat-format", help="Local model: llama.cpp chat format for chat specs."),
+]
 
-    backend = get_backend(model, **({"api_base": api_base} if api_base else {}))
+
+def build_backend(
+    model: str,
+    api_base: str | None,
+    cache: bool,
+    *,
+    api_key: str | None = None,
+    server_kind: str = "auto",
+    max_cost: float | None = None,
+    chat_format: str | None = None,
+) -> Any:
+    from recprompt.backends import get_backend
+    from recprompt.backends.server_kinds import parse_kind
+
+    parse_kind(server_kind)  # an unknown kind stops here, before any call
+    options: dict[str, Any] = {"api_base": api_base} if api_base else {}
+    local = model == "local" or model.startswith("local:") or model.endswith(".gguf")
+    if local:
+        options = {"chat_format": chat_format} if chat_format else {}
+    else:
+        options.update(server=server_kind, **({"api_key": api_key} if api_key else {}))
+    backend = get_backend(model, **options)
     if cache:
         from recprompt.backends.cache import CachedBackend
 
         backend = CachedBackend(backend)
+    if max_cost is not None:
+        from recprompt.backends.cost import CostGuard
+
+        backend = CostGuard(backend, model, max_cost)
     return backend
 
 
@@ -275,11 +339,13 @@ def load_program(
     cache: bool,
     temperature: float,
     seed: int,
+    **server: Any,
 ) -> Any:
-    """The program of ``run`` and ``eval``: a spec or tuned program on the chosen backend."""
+    """The program of ``run`` and ``eval``: a spec or tuned program on the chosen backend;
+    ``server`` holds api_key, server_kind, max_cost and chat_format."""
     import recprompt
 
-    backend = build_backend(model, api_base, cache)
+    backend = build_backend(model, api_base, cache, **server)
     return recprompt.load(
         spec, variant=variant, backend=backend, temperature=temperature, seed=seed
     )
@@ -296,10 +362,17 @@ def run(
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.0,
     seed: SeedOpt = 0,
     cache: CacheOpt = True,
+    api_key: ApiKeyOpt = None,
+    server_kind: ServerKindOpt = "auto",
+    max_cost: MaxCostOpt = None,
+    chat_format: ChatFormatOpt = None,
 ) -> None:
     """Run a program on one input and print the typed prediction as JSON."""
 
-    program = load_program(spec, variant, model, api_base, cache, temperature, seed)
+    program = load_program(
+        spec, variant, model, api_base, cache, temperature, seed,
+        api_key=api_key, server_kind=server_kind, max_cost=max_cost, chat_format=chat_format,
+    )  # fmt: skip
     prediction = program(**parse_input(input))
     out.print_json(prediction.model_dump_json())
 
@@ -332,13 +405,20 @@ def eval_command(
     max_tokens: Annotated[int | None, typer.Option(help="Stop after N tokens.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after N seconds.")] = None,
     cache: CacheOpt = True,
+    api_key: ApiKeyOpt = None,
+    server_kind: ServerKindOpt = "auto",
+    max_cost: MaxCostOpt = None,
+    chat_format: ChatFormatOpt = None,
 ) -> None:
     """Evaluate a program against baselines under a declared protocol; resumes in --out."""
     from recprompt.eval.cases import default_protocol
     from recprompt.eval.evaluate import evaluate
     from recprompt.eval.runner import Limits
 
-    program = load_program(spec, variant, model, api_base, cache, temperature, seed)
+    program = load_program(
+        spec, variant, model, api_base, cache, temperature, seed,
+        api_key=api_key, server_kind=server_kind, max_cost=max_cost, chat_format=chat_format,
+    )  # fmt: skip
     dataset = load_data(data, program.spec, item_noun, holdout)
     protocol = default_protocol(
         program.spec,
@@ -415,6 +495,9 @@ def optimize_command(
     model: ModelOpt = "local",
     api_base: ApiBaseOpt = None,
     cache: CacheOpt = True,
+    api_key: ApiKeyOpt = None,
+    server_kind: ServerKindOpt = "auto",
+    max_cost: MaxCostOpt = None,
 ) -> None:
     """Tune demonstrations, selector, variant and history length; save PROGRAM.json + report."""
     from recprompt.data import load_dataset
@@ -423,7 +506,9 @@ def optimize_command(
     outcome = optimize(
         spec,
         load_dataset(data),
-        build_backend(model, api_base, cache),
+        build_backend(
+            model, api_base, cache, api_key=api_key, server_kind=server_kind, max_cost=max_cost
+        ),
         budget=budget,
         out=out_file,
         seed=seed,

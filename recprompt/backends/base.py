@@ -29,6 +29,12 @@ class Usage:
     cache_hits: int = 0
     retries: int = 0
     seconds: float = 0.0
+    invalid_before_repair: int = 0
+    """Generated answers that failed validation when the server first returned them."""
+    invalid_after_repair: int = 0
+    """Answers still invalid when the bounded repairs ran out."""
+    truncated_scores: int = 0
+    """Options scored from ``top_logprobs`` that fell outside the server's top-k."""
 
     def add(self, other: Usage) -> None:
         for name in self.__dataclass_fields__:

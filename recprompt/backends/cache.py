@@ -175,6 +175,7 @@ class CachedBackend:
         if before is not None and isinstance(after, Usage):  # the inner backend's own counts
             usage.prompt_tokens = after.prompt_tokens - before.prompt_tokens
             usage.completion_tokens = after.completion_tokens - before.completion_tokens
+            usage.truncated_scores = after.truncated_scores - before.truncated_scores
         usage.seconds = time.monotonic() - start
         self._count(usage)
         return scores

@@ -13,6 +13,14 @@ message appended, at most ``max_repairs`` times. A repair sees the output and th
 never a label. For an ItemList under a grammar the repair instead keeps the distinct prefix of
 the bad answer and forbids its items in the open positions, so each re-ask makes progress.
 
+Other server kinds (vLLM, SGLang, Ollama, OpenAI) get their own strongest form of each
+constraint, built in :mod:`recprompt.backends.server_kinds`; scores (expected rating, P(Yes),
+letters, candidate likelihood) are read from ``top_logprobs`` or echoed prompt log-probabilities
+by :mod:`recprompt.backends.http_scoring`. ``Usage.invalid_before_repair`` counts answers that
+failed validation when first returned, ``Usage.invalid_after_repair`` those still invalid when
+the repairs ran out. An API key is sent only in the request's Authorization header and is
+masked in every error message.
+
 Transport failures (HTTP 429 honouring Retry-After, 5xx, timeouts, refused connections) are
 retried with exponential backoff, at most ``max_retries`` times, each request bounded by
 ``timeout`` seconds; then :class:`~recprompt.errors.ServerError`. ``Usage.calls`` counts
@@ -21,20 +29,28 @@ requests sent, ``Usage.retries`` counts transport retries plus repairs.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from recprompt.backends import http_scoring as hs
 from recprompt.backends.base import Completion, Prompt, Usage
-from recprompt.backends.grammar import gbnf_for, itemlist_gbnf, itemlist_prefix_text
-from recprompt.constraints import Constraint, FreeText, ItemList, JsonObject
+from recprompt.backends.grammar import itemlist_gbnf, itemlist_prefix_text
+from recprompt.backends.server_kinds import (
+    ServerInfo,
+    detect,
+    kind_from_model,
+    parse_kind,
+    server_constraint,
+)
+from recprompt.constraints import Constraint, FreeText, ItemList
 from recprompt.errors import BackendError, ModelNotFoundError, OutputError, ServerError
 
 __all__ = ["LiteLLMBackend"]
 
-ServerKind = Literal["auto", "llama_cpp", "generic"]
+ServerKind = str
+"""One of :data:`recprompt.backends.server_kinds.KINDS`."""
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _MAX_RETRY_AFTER = 30.0
 
@@ -55,8 +71,12 @@ def _status(exc: BaseException) -> int | None:
 
 
 def _retryable(exc: BaseException) -> bool:
+    import httpx
+
     litellm = _litellm()
     if isinstance(exc, litellm.Timeout | litellm.APIConnectionError | litellm.RateLimitError):
+        return True
+    if isinstance(exc, httpx.TransportError):
         return True
     status = _status(exc)
     return status is not None and (status in _RETRY_STATUS or status >= 500)
@@ -83,8 +103,6 @@ class LiteLLMBackend:
     ``mode="completion"`` (base models) and become one user message in ``mode="chat"``;
     message-list prompts always use chat."""
 
-    supports_logits = False
-
     def __init__(
         self,
         model: str,
@@ -103,44 +121,125 @@ class LiteLLMBackend:
         self.model = model
         self.api_base = api_base.rstrip("/") if api_base else None
         self.api_key = api_key if api_key is not None else ("none" if api_base else None)
+        if api_key is None and api_base is None:
+            _require_provider_key(model)
         self.mode = mode
         self.max_retries = max_retries
         self.max_repairs = max_retries if max_repairs is None else max_repairs
         self.timeout = timeout
         self.backoff = backoff
         self.name = f"litellm:{model}" + (f"@{self.api_base}" if self.api_base else "")
-        self._server: ServerKind = server
+        self._declared = parse_kind(server)
+        self._info: ServerInfo | None = None
+        self.usage = Usage()
+        """Everything this backend spent, over all calls (read by programs and the cache)."""
 
     # -- server detection -------------------------------------------------------------------
 
     @property
+    def info(self) -> ServerInfo:
+        """The server's kind (and version); probed once, lazily, when declared ``auto``."""
+        if self._info is None:
+            if self._declared != "auto":
+                self._info = ServerInfo(self._declared)
+            else:
+                implied = kind_from_model(self.model, self.api_base)
+                if implied is not None:
+                    self._info = ServerInfo(implied, source="model")
+                else:
+                    assert self.api_base is not None
+                    self._info = detect(self.api_base, self._headers(), min(self.timeout, 2.0))
+        return self._info
+
+    @property
     def server(self) -> ServerKind:
-        """``llama_cpp`` or ``generic``; probed once when constructed with ``auto``."""
-        if self._server == "auto":
-            self._server = self._probe()
-        return self._server
+        """The server kind: ``llama_cpp``, ``vllm``, ``sglang``, ``ollama``, ``openai``..."""
+        return self.info.kind
 
-    def _probe(self) -> ServerKind:
-        if not self.api_base:
-            return "generic"
-        import httpx
+    @property
+    def scoring(self) -> frozenset[str]:
+        """How this server can score: ``top_logprobs`` and/or ``continuation`` (may be empty)."""
+        if self.model.split("/", 1)[0] in ("ollama", "ollama_chat"):
+            return frozenset()  # litellm's native Ollama route returns no logprobs
+        ways = set()
+        if self.info.returns_top_logprobs:
+            ways.add("top_logprobs")
+        if self.info.scores_continuations and self.mode == "completion":
+            ways.add("continuation")
+        return frozenset(ways)
 
-        try:
-            answer = httpx.get(
-                f"{self.api_base}/models",
-                headers={"Authorization": f"Bearer {self.api_key}"},
-                timeout=min(self.timeout, 5.0),
-            )
-            owners = {m.get("owned_by") for m in answer.json().get("data", [])}
-        except Exception:  # an unreachable server surfaces on the first real call
-            return "generic"
-        return "llama_cpp" if owners & {"me", "llamacpp"} else "generic"
+    @property
+    def supports_logits(self) -> bool:
+        """True when the server returns log-probabilities, so programs score instead of parse."""
+        return bool(self.scoring)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def _mask(self, text: str) -> str:
+        """``text`` with the API key replaced, for every message that may be shown or stored."""
+        key = self.api_key
+        return text.replace(key, "***") if key and len(key) >= 4 else text
 
     # -- one request, with transport retries ------------------------------------------------
 
-    def _request(self, prompt: Prompt, usage: Usage, **params: Any) -> str:
+    def _retrying(self, send: Any, usage: Usage) -> Any:
+        """Call ``send()`` with bounded, counted retries of transport failures."""
         from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            asked = _retry_after(exc) if exc else None
+            return asked if asked is not None else self.backoff * 2 ** (state.attempt_number - 1)
+
+        def before_sleep(state: RetryCallState) -> None:
+            usage.retries += 1
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait,
+            retry=retry_if_exception(_retryable),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(send)
+        except Exception as exc:
+            raise self._as_error(exc) from exc
+
+    def _post(self, path: str, body: dict[str, Any], usage: Usage, stream: bool = False) -> Any:
+        """POST a JSON body to ``api_base + path`` (scoring requests), with the retries."""
+        import httpx
+
+        if not self.api_base:
+            raise BackendError(
+                f"{self.name}: scoring over HTTP needs an OpenAI-compatible api_base",
+                hint="pass --api-base http://host:port/v1",
+            )
+        url = f"{self.api_base}{path}"
+        payload = {"model": self.model.split("/", 1)[-1], **body, "stream": stream}
+
+        def send() -> Any:
+            usage.calls += 1
+            if not stream:
+                answer = httpx.post(
+                    url, json=payload, headers=self._headers(), timeout=self.timeout
+                )
+                _raise_for_status(answer)
+                return answer.json()
+            with httpx.stream(
+                "POST", url, json=payload, headers=self._headers(), timeout=self.timeout
+            ) as answer:
+                _raise_for_status(answer)
+                return hs.read_sse(answer.iter_lines())
+
+        response = self._retrying(send, usage)
+        counts = response.get("usage") or {}
+        usage.prompt_tokens += int(counts.get("prompt_tokens") or 0)
+        usage.completion_tokens += int(counts.get("completion_tokens") or 0)
+        return response
+
+    def _request(self, prompt: Prompt, usage: Usage, **params: Any) -> str:
         litellm = _litellm()
         chat = isinstance(prompt, list) or self.mode == "chat"
         kwargs: dict[str, Any] = {
@@ -158,31 +257,13 @@ class LiteLLMBackend:
         else:
             kwargs["prompt"] = prompt
 
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            asked = _retry_after(exc) if exc else None
-            return asked if asked is not None else self.backoff * 2 ** (state.attempt_number - 1)
-
-        def before_sleep(state: RetryCallState) -> None:
-            usage.retries += 1
-
         def send() -> Any:
             usage.calls += 1
             if chat:
                 return litellm.completion(**kwargs)
             return litellm.text_completion(**kwargs)
 
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait,
-            retry=retry_if_exception(_retryable),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        try:
-            response = retrying(send)
-        except Exception as exc:
-            raise self._as_error(exc) from exc
+        response = self._retrying(send, usage)
         counts = getattr(response, "usage", None)
         usage.prompt_tokens += int(getattr(counts, "prompt_tokens", 0) or 0)
         usage.completion_tokens += int(getattr(counts, "completion_tokens", 0) or 0)
@@ -193,35 +274,24 @@ class LiteLLMBackend:
     def _as_error(self, exc: Exception) -> BackendError:
         litellm = _litellm()
         where = self.api_base or "the provider"
+        if isinstance(exc, BackendError):
+            return exc
         if isinstance(exc, litellm.NotFoundError):
             return ModelNotFoundError(
-                f"{where} does not serve model {self.model!r}: {exc}",
+                f"{where} does not serve model {self.model!r}: {self._mask(str(exc))}",
                 hint="check the model name (litellm provider prefix, e.g. 'openai/<name>')",
             )
         tries = self.max_retries + 1 if _retryable(exc) else 1
         return ServerError(
             f"request to {where} for {self.model!r} failed after {tries} attempt(s): "
-            f"{type(exc).__name__}: {str(exc)[:300]}",
+            f"{type(exc).__name__}: {self._mask(str(exc))[:300]}",
             hint=f"is the server running and reachable? (timeout per request: {self.timeout:g} s)",
         )
 
     # -- constraints ------------------------------------------------------------------------
 
-    def _constraint_params(self, constraint: Constraint | None, chat: bool) -> dict[str, Any]:
-        if isinstance(constraint, FreeText):
-            return {"stop": list(constraint.stop) or None}
-        if constraint is None or self.server != "llama_cpp":
-            return {}
-        grammar = gbnf_for(constraint)
-        if grammar is not None:
-            return {"extra_body": {"grammar": grammar}}
-        if isinstance(constraint, JsonObject):
-            if chat:
-                return {"response_format": {"type": "json_object", "schema": constraint.schema}}
-            grammar = _json_schema_gbnf(constraint.schema)
-            if grammar is not None:  # /v1/completions takes a grammar, not a response_format
-                return {"extra_body": {"grammar": grammar}}
-        return {}
+    def _chat(self, prompt: Prompt) -> bool:
+        return isinstance(prompt, list) or self.mode == "chat"
 
     # -- the Backend protocol ---------------------------------------------------------------
 
@@ -236,9 +306,13 @@ class LiteLLMBackend:
     ) -> Completion:
         usage = Usage()
         start = time.monotonic()
-        chat = isinstance(prompt, list) or self.mode == "chat"
-        params = self._constraint_params(constraint, chat)
-        grammar_list = isinstance(constraint, ItemList) and "extra_body" in params
+        chat = self._chat(prompt)
+        native_ollama = self.model.split("/", 1)[0] in ("ollama", "ollama_chat")
+        enforced = server_constraint(self.info, constraint, chat=chat, native_ollama=native_ollama)
+        params = dict(enforced.params)
+        if isinstance(constraint, FreeText):
+            params["stop"] = list(constraint.stop) or None
+        grammar_list = isinstance(constraint, ItemList) and enforced.grammar is not None
         if chat and isinstance(prompt, str):
             prompt = [{"role": "user", "content": prompt}]
         current: Prompt = prompt
@@ -249,7 +323,7 @@ class LiteLLMBackend:
             bound = max(bound, constraint.k - 1)  # each narrowing repair fixes >= 1 position
         try:
             for repair in range(bound + 1):
-                text = forced + self._request(
+                answer = self._request(
                     current,
                     usage,
                     max_tokens=max_tokens,
@@ -257,16 +331,22 @@ class LiteLLMBackend:
                     seed=seed,
                     **params,
                 )
+                text = forced + enforced.read(answer)
                 error = constraint.validate(text) if constraint is not None else None
                 if error is None:
                     return Completion(text, usage)
+                if repair == 0:
+                    usage.invalid_before_repair += 1
                 if repair == bound:
-                    raise OutputError(
+                    usage.invalid_after_repair += 1
+                    failure = OutputError(
                         f"{self.name}: output still invalid after {bound} repair(s): "
                         f"{error}\n  last output: {text[:500]!r}",
                         hint=f"expected {constraint.describe()}; raise max_tokens or "
                         "max_repairs, or use a backend that enforces the constraint",
                     )
+                    failure.usage = usage  # type: ignore[attr-defined]
+                    raise failure
                 usage.retries += 1
                 if grammar_list:
                     assert isinstance(constraint, ItemList)
@@ -277,19 +357,73 @@ class LiteLLMBackend:
                         grammar = itemlist_gbnf(constraint, prefix, emit_prefix=False)
                     else:
                         grammar = itemlist_gbnf(constraint, prefix)
-                    params["extra_body"] = {"grammar": grammar}
+                    assert enforced.grammar is not None
+                    params.update(enforced.grammar(grammar))
                 else:
                     current = _repair_prompt(prompt, text, error)
         finally:
             usage.seconds += time.monotonic() - start
+            self.usage.add(usage)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
+    # -- scoring over HTTP ------------------------------------------------------------------
+
+    def score_method(self, continuations: Sequence[str]) -> str:
+        """``top_logprobs`` for short labels, ``continuation`` for longer texts; raises
+        :class:`BackendError` (before any call) when the server supports neither."""
+        ways = self.scoring
+        labels = all(hs.is_label(c) for c in continuations)
+        if labels and "top_logprobs" in ways:
+            return "top_logprobs"
+        if "continuation" in ways:
+            return "continuation"
+        need = "top_logprobs" if labels else "continuation scoring (echo with logprobs)"
         raise BackendError(
-            f"{self.name} cannot score continuations: it exposes no logits",
-            hint="use the local llama.cpp backend (model='local' or a .gguf path) to score "
-            "options instead of parsing text",
+            f"{self.name} (server kind {self.server!r}) cannot score "
+            f"{'these labels' if labels else 'candidate texts'}: it offers no {need}",
+            hint="use a strategy this server supports (letters, pointwise and expected "
+            "ratings need top_logprobs; likelihood needs vLLM or llama.cpp in completion "
+            "mode), decode: generate, or the local backend",
         )
+
+    def score(self, prompt: Prompt, continuations: Sequence[str]) -> list[float]:
+        """Log-probability of each continuation after ``prompt`` (see http_scoring)."""
+        method = self.score_method(continuations)
+        usage = Usage()
+        start = time.monotonic()
+        try:
+            if method == "top_logprobs":
+                return self._score_top(prompt, list(continuations), usage)
+            if not isinstance(prompt, str):
+                raise BackendError(f"{self.name}: continuation scoring needs a completion prompt")
+            return self._score_echo(prompt, list(continuations), usage)
+        finally:
+            usage.seconds += time.monotonic() - start
+            self.usage.add(usage)
+
+    def _score_top(self, prompt: Prompt, options: list[str], usage: Usage) -> list[float]:
+        chat = self._chat(prompt)
+        if chat and isinstance(prompt, str):
+            prompt = [{"role": "user", "content": prompt}]
+        k = self.info.top_logprobs_limit
+        body = hs.top_logprobs_body(prompt, chat=chat, k=k)
+        path = "/chat/completions" if chat else "/completions"
+        response = self._post(path, body, usage, stream=self.server == "llama_cpp")
+        scored = hs.option_logprobs(hs.parse_top_logprobs(response, chat=chat), options)
+        usage.truncated_scores += len(scored.truncated)
+        return scored.logprobs
+
+    def _score_echo(self, prompt: str, conts: list[str], usage: Usage) -> list[float]:
+        texts = [prompt + c for c in conts]
+        if self.server == "vllm":  # one request scores every candidate
+            response = self._post("/completions", hs.continuation_body(texts), usage)
+            choices = sorted(response["choices"], key=lambda c: c.get("index", 0))
+        else:  # llama.cpp's Python server takes one prompt per request
+            choices = [
+                self._post("/completions", hs.continuation_body([t]), usage)["choices"][0]
+                for t in texts
+            ]
+        return [hs.parse_continuation(ch, prompt, c) for ch, c in zip(choices, conts, strict=True)]
 
 
 def _repair_prompt(prompt: Prompt, output: str, error: str) -> Prompt:
@@ -321,10 +455,36 @@ def _distinct_prefix(constraint: ItemList, text: str) -> list[str]:
     return prefix
 
 
-def _json_schema_gbnf(schema: dict) -> str | None:
-    """llama-cpp-python's JSON-schema→GBNF converter, when it is installed on this side."""
+class _HTTPStatusError(Exception):
+    """A scoring request's error status, shaped like litellm's errors for the retry rule."""
+
+    def __init__(self, status_code: int, message: str, headers: Any) -> None:
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+        self.litellm_response_headers = headers
+
+
+def _raise_for_status(answer: Any) -> None:
+    if answer.status_code >= 400:
+        answer.read()
+        raise _HTTPStatusError(answer.status_code, answer.text[:300], answer.headers)
+
+
+def _require_provider_key(model: str) -> None:
+    """A hosted provider's key must be in its usual environment variable (or --api-key):
+    say so before any call, naming the variable, never the value."""
+    provider = model.split("/", 1)[0] if "/" in model else ""
+    if provider in ("ollama", "ollama_chat"):
+        return
+    litellm = _litellm()
     try:
-        from llama_cpp.llama_grammar import json_schema_to_gbnf
-    except ImportError:
-        return None
-    return json_schema_to_gbnf(json.dumps(schema))
+        check = litellm.validate_environment(model=model)
+    except Exception:  # an unknown provider: litellm says so on the first call
+        return
+    missing = check.get("missing_keys") or []
+    if not check.get("keys_in_environment", True) and missing:
+        raise BackendError(
+            f"no API key for {model!r}: {', '.join(missing)} is not set",
+            hint=f"export {missing[0]}=... or pass --api-key (it is never written to logs, "
+            "reports or the cache); for a local server pass --api-base",
+        )

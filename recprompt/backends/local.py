@@ -154,10 +154,23 @@ def _close_all() -> None:
 
 
 def _as_text(prompt: Prompt) -> str:
-    """The base model has no chat template: messages are joined as plain text."""
+    """Messages joined as plain text: what a model without a chat template gets."""
     if isinstance(prompt, str):
         return prompt
     return "\n\n".join(m["content"] for m in prompt)
+
+
+def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Gemma's format has no system role (llama.cpp drops it): prepend it to the first user turn."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if system:
+        first = next((m for m in rest if m["role"] == "user"), None)
+        if first is None:
+            rest.insert(0, {"role": "user", "content": system})
+        else:
+            first["content"] = f"{system}\n\n{first['content']}"
+    return rest
 
 
 def _log_softmax_at(row: np.ndarray, tokens: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -182,6 +195,8 @@ class LocalBackend:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         seed: int = 0,
+        chat_format: str | None = None,
+        chat_template: str | None = None,
     ) -> None:
         if n_threads is None:
             n_threads = int(os.environ.get("RECPROMPT_N_THREADS", "2"))
@@ -198,6 +213,64 @@ class LocalBackend:
         self._rng = np.random.default_rng(seed)
         self.usage = Usage()
         self.last_reused_tokens = 0
+        self.chat_format = chat_format
+        self.chat_template = chat_template
+        self._formatter: Any = None
+
+    # -- chat messages -------------------------------------------------------------------------
+
+    def chat_formatter(self) -> Any:
+        """What turns messages into this model's prompt text, or None (plain text join).
+
+        In order: an explicit ``chat_template`` (Jinja, as in a GGUF), a llama.cpp
+        ``chat_format`` name (e.g. ``gemma``, ``chatml``), the GGUF's own
+        ``tokenizer.chat_template``. A base model without any (the default Gemma 3 270M)
+        gets the messages joined as plain text.
+        """
+        if self._formatter is not None:
+            return self._formatter or None
+        from llama_cpp import llama_chat_format as formats
+
+        llm = self.llm
+        template = self.chat_template or llm.metadata.get("tokenizer.chat_template")
+        if self.chat_format:
+            function = getattr(formats, "format_" + self.chat_format.replace("-", "_"), None)
+            if function is None:
+                raise BackendError(
+                    f"unknown llama.cpp chat format {self.chat_format!r}",
+                    hint="use a name llama-cpp-python registers (gemma, chatml, llama-2, ...) "
+                    "or pass chat_template",
+                )
+            if self.chat_format == "gemma":
+                self._formatter = lambda messages: function(_fold_system(messages))
+            else:
+                self._formatter = lambda messages: function(messages)
+        elif template:
+            eos, bos = llm.token_eos(), llm.token_bos()
+            jinja = formats.Jinja2ChatFormatter(
+                template=template,
+                eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+                bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+                add_generation_prompt=True,
+                stop_token_ids=[eos],
+            )
+            self._formatter = lambda messages: jinja(messages=messages)
+        else:
+            self._formatter = False
+        return self._formatter or None
+
+    def prompt_tokens(self, prompt: Prompt) -> list[int]:
+        """The tokens a prompt becomes: text as is; messages through the chat template,
+        ending with the assistant turn's opening, where constraints and scores then apply."""
+        formatter = None if isinstance(prompt, str) else self.chat_formatter()
+        if formatter is None:
+            return self.tokenize(_as_text(prompt))
+        response = formatter(prompt)
+        added = bool(getattr(response, "added_special", False))
+        with self._model.lock:
+            return self.llm.tokenize(
+                response.prompt.encode("utf-8"), add_bos=not added, special=True
+            )
 
     def reset(self) -> None:
         """Drop the KV cache, so the next call evaluates its prompt in full."""
@@ -301,7 +374,7 @@ class LocalBackend:
         with self._model.lock:
             proc = self.processor(constraint)
             vocab = self._model.vocab
-            tokens = self.tokenize(_as_text(prompt))
+            tokens = self.prompt_tokens(prompt)
             if len(tokens) + max_tokens > self.llm.n_ctx():
                 raise BackendError(
                     f"prompt ({len(tokens)} tokens) + max_tokens ({max_tokens}) exceed the "
@@ -360,7 +433,7 @@ class LocalBackend:
         pieces = self._model.vocab.pieces
         return b"".join(pieces[t] for t in tokens).decode("utf-8", errors="replace")
 
-    def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
+    def score(self, prompt: Prompt, continuations: Sequence[str]) -> list[float]:
         """Sum of log-probabilities of each continuation's tokens after ``prompt``.
 
         The prompt is evaluated once (reusing the cached prefix). Each continuation is
@@ -373,7 +446,7 @@ class LocalBackend:
         """
         start = time.perf_counter()
         with self._model.lock:
-            prompt_tokens = self.tokenize(_as_text(prompt))
+            prompt_tokens = self.prompt_tokens(prompt)
             conts = [self.tokenize(c, bos=False) for c in continuations]
             longest = max((len(c) for c in conts), default=0)
             if len(prompt_tokens) + longest >= self.llm.n_ctx():

@@ -18,7 +18,7 @@ import dspy
 from recprompt.backends.base import Backend, Usage
 from recprompt.compile.prediction import PredictionBase, prediction_class
 from recprompt.compile.render import Demo, Rendered, render
-from recprompt.errors import InputError
+from recprompt.errors import OutputError
 from recprompt.spec.model import Spec
 from recprompt.types import ParseFailure
 
@@ -153,6 +153,12 @@ class Program(dspy.Module):
             from recprompt.backends import get_backend
 
             self.backend = get_backend("local")
+            self._checked = False
+        if not getattr(self, "_checked", False):
+            from recprompt.backends.capabilities import check_scoring
+
+            check_scoring(self.spec, self.backend)  # before any call, never a silent fallback
+            self._checked = True
         return self.backend
 
     def forward(self, **inputs: Any) -> PredictionBase:
@@ -160,8 +166,6 @@ class Program(dspy.Module):
         backend = self.resolve_backend()
         started = time.perf_counter()
         if rendered.decode != "generate" and backend.supports_logits:
-            if not isinstance(rendered.prompt, str):
-                raise InputError(f"{self.spec.name}: scoring needs completion mode, not chat")
             prediction = self._score(rendered, backend)
         else:
             prediction = self._generate(rendered, backend)
@@ -170,13 +174,28 @@ class Program(dspy.Module):
         return prediction
 
     def _generate(self, rendered: Rendered, backend: Backend) -> PredictionBase:
-        completion = backend.generate(
-            rendered.prompt,
-            constraint=rendered.constraint,
-            max_tokens=rendered.max_tokens,
-            temperature=self.temperature,
-            seed=self.seed,
-        )
+        try:
+            completion = backend.generate(
+                rendered.prompt,
+                constraint=rendered.constraint,
+                max_tokens=rendered.max_tokens,
+                temperature=self.temperature,
+                seed=self.seed,
+            )
+        except OutputError as exc:
+            # still invalid after the server's bounded repairs: an invalid answer, counted in
+            # the report (Usage.invalid_after_repair), not a crash of the whole run
+            usage = getattr(exc, "usage", None)
+            if not isinstance(usage, Usage):
+                raise
+            self.usage.add(usage)
+            return self.Prediction(
+                raw=None,
+                variant=rendered.variant,
+                decode="generate",
+                usage=usage.as_dict(),
+                error=exc.message,
+            )
         self.usage.add(completion.usage)
         fields: dict[str, Any] = {
             "raw": completion.text,
@@ -193,7 +212,7 @@ class Program(dspy.Module):
     def _score(self, rendered: Rendered, backend: Backend) -> PredictionBase:
         options = list(getattr(rendered.constraint, "options", ()))
         before = copy.copy(getattr(backend, "usage", None))
-        logps = backend.score(str(rendered.prompt), options)
+        logps = backend.score(rendered.prompt, options)  # text, or chat messages
         usage = _delta(before, getattr(backend, "usage", None))
         self.usage.add(usage)
         probs = _softmax(logps)

@@ -166,7 +166,10 @@ def evaluate(
         }
     stored_usage = {
         key: sum(float(r.get("usage", {}).get(key, 0.0)) for r in records)
-        for key in ("calls", "prompt_tokens", "completion_tokens", "cache_hits", "seconds")
+        for key in (
+            *("calls", "prompt_tokens", "completion_tokens", "cache_hits", "seconds"),
+            *("invalid_before_repair", "invalid_after_repair", "truncated_scores"),
+        )
     }
     report = {
         **config.as_dict(),

@@ -147,7 +147,7 @@ class Context:
         """
         rendered = self.program.render(**inputs)
         options = list(rendered.constraint.options)
-        if self.backend.supports_logits and isinstance(rendered.prompt, str):
+        if self.backend.supports_logits:
             logps = np.asarray(self.score(rendered.prompt, options), dtype=np.float64)
             top = float(logps.max())
             logps = logps - (top + math.log(float(np.exp(logps - top).sum())))

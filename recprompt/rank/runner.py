@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from recprompt.backends.capabilities import check_scoring
 from recprompt.compile.inputs import Item, make_item
 from recprompt.errors import InputError
 from recprompt.rank.aggregate import bootstrap_orders, borda
@@ -116,6 +117,7 @@ def rank(
         program.resolve_backend(),
         getattr(spec.output, "key", "title"),
     )
+    check_scoring(spec, ctx.backend)  # before any call: no silent fallback to generation
     names = [ctx.name(c) for c in candidates]
     keys = [item_key(c, n) for c, n in zip(candidates, names, strict=True)]
     if len(set(keys)) != len(keys):

@@ -112,9 +112,9 @@ def letters(ctx: Context, items: list[dict[str, Any]]) -> OrderScores:
         raise InputError(f"letters ranking labels at most {len(LETTERS)} candidates")
     rendered = ctx.program.render(**_with_candidates(ctx, items))
     labels = list(LETTERS[: len(items)])
-    if not ctx.backend.supports_logits or not isinstance(rendered.prompt, str):
+    if not ctx.backend.supports_logits:
         raise InputError(
-            "letters ranking needs a backend with logits and a completion prompt",
+            "letters ranking needs a backend with logits",
             hint="use the local backend, or the listwise strategy",
         )
     logps = ctx.score(rendered.prompt, labels)
