@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from recprompt._files import write_text_atomic
+from recprompt._files import atomic_writer, write_text_atomic
 
 __all__ = ["package_versions", "write_markdown", "write_plots", "write_report"]
 
@@ -53,16 +53,35 @@ def _fmt(cell: dict[str, float] | None) -> str:
     return text
 
 
+def _systems(report: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Rows (the program unless the run was baselines-only, then baselines) and metric names."""
+    baselines = report.get("baselines", {})
+    if report["metrics"]:
+        return {"program": report["metrics"], **baselines}, list(report["metrics"])
+    names = list(dict.fromkeys(n for metrics in baselines.values() for n in metrics))
+    return dict(baselines), names
+
+
+def _shortfalls(report: dict[str, Any]) -> list[str]:
+    """Users requested against evaluated, and every warning of the run, above the table."""
+    users = report.get("users") or {}
+    lines = []
+    if users.get("requested") is not None:
+        lines.append(f"Users: {users['evaluated']} evaluated of {users['requested']} requested")
+    lines += [f"**Warning:** {w}" for w in report.get("warnings", [])]
+    return [part for line in lines for part in (line, "")]
+
+
 def write_markdown(out: Path, report: dict[str, Any]) -> Path:
     """The program and its baselines side by side, then validity, protocol and cost."""
-    rows = {"program": report["metrics"], **report.get("baselines", {})}
-    names = list(report["metrics"])
+    rows, names = _systems(report)
     lines = [
         f"# {report['spec']} [{report['variant']}] on {report['protocol'].get('dataset')}",
         "",
         f"Model: `{report['model']}` · cases: {report['cases']} · spec hash "
         f"`{report['spec_hash'][:12]}` · seed {report['protocol'].get('seed')}",
         "",
+        *_shortfalls(report),
         "| system | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]
@@ -110,8 +129,8 @@ def write_plots(out: Path, report: dict[str, Any]) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    rows = {"program": report["metrics"], **report.get("baselines", {})}
-    names = [n for n in report["metrics"] if n != "auc"][:6]
+    rows, names = _systems(report)
+    names = [n for n in names if n != "auc"][:6]
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / max(len(rows), 1)
     for n, (system, metrics) in enumerate(rows.items()):
@@ -123,7 +142,8 @@ def write_plots(out: Path, report: dict[str, Any]) -> list[Path]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = out / "metrics.png"
-    fig.savefig(path, dpi=110)
+    with atomic_writer(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
     paths.append(path)
     if report.get("position"):
@@ -135,7 +155,8 @@ def write_plots(out: Path, report: dict[str, Any]) -> list[Path]:
         ax.set_title("Position bias")
         fig.tight_layout()
         path = out / "position_bias.png"
-        fig.savefig(path, dpi=110)
+        with atomic_writer(path, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=110)
         plt.close(fig)
         paths.append(path)
     return paths
