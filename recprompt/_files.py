@@ -1,25 +1,179 @@
-"""Whole-file writes that a crash cannot tear."""
+"""Output files that a crash, a failure or a second writer cannot tear or destroy.
+
+Every file recprompt writes is first written in full to a uniquely named temporary file in the
+same folder, flushed and fsync'ed, then renamed over the target (atomic on POSIX within one
+filesystem). A run killed or failing mid-write leaves the old file or the new one, never half
+of either and never an empty one; two writers each rename a complete file of their own, so a
+reader sees one of the two, never a mix. A folder that a run appends to (``eval --out``) is
+guarded by an exclusive lock, held for the whole run.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
-__all__ = ["write_text_atomic"]
+from recprompt.errors import InputError
+
+__all__ = [
+    "atomic_writer",
+    "check_output_path",
+    "exclusive_lock",
+    "write_bytes_atomic",
+    "write_text_atomic",
+]
+
+LOCK_NAME = ".recprompt.lock"
+
+
+def _umask() -> int:
+    """The process umask (read once: setting it is the only way to read it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_MODE = 0o666 & ~_umask()
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """A handle on a fresh temporary sibling of ``path``; renamed over ``path`` on success.
+
+    If the block raises (or the process dies), ``path`` is untouched and the temporary file is
+    removed (or, after a kill, left as a hidden ``.NAME.*.tmp`` that nothing reads).
+    """
+    path = Path(path)
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InputError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            hint="choose a writable location that exists",
+        ) from None
+    tmp = Path(name)
+    try:
+        os.fchmod(fd, _MODE)  # mkstemp makes 0600; outputs get the usual permissions
+        encoding = None if "b" in mode else "utf-8"
+        with open(fd, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a sibling temp file, then rename it over ``path``.
-
-    A run killed mid-write leaves the old file or the new one, never half of either; rename is
-    atomic on POSIX within one directory, and the fsync before it keeps a power loss from
-    leaving the new name on empty data.
-    """
+    """Replace ``path`` with ``text`` whole, or leave it as it was (see the module docstring)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    with atomic_writer(path, "w") as handle:
         handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
     return path
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Binary twin of :func:`write_text_atomic`."""
+    path = Path(path)
+    with atomic_writer(path, "wb") as handle:
+        handle.write(data)
+    return path
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def check_output_path(
+    path: Path,
+    *,
+    flag: str = "--out",
+    folder: bool = False,
+    inputs: Iterable[str | Path | None] = (),
+    writes: Iterable[str] = (),
+    make_parents: bool = False,
+) -> Path:
+    """Refuse, before any work, an output path that cannot be written or would destroy input.
+
+    ``folder`` outputs may exist as folders (and are created with their parents); file outputs
+    must not be folders and need an existing parent folder, unless ``make_parents`` (then the
+    nearest existing ancestor must be a folder). ``inputs`` are the files the
+    command reads: writing over one of them (``dry-run SPEC --out SPEC``) is refused, and so
+    is a folder output whose ``writes`` (the file names it will write) include an input.
+    """
+    hint = f"pass another {flag}"
+    where = str(path)
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise InputError(f"{flag} {where} is a file, not a folder", hint=hint)
+        targets = [path / name for name in writes]
+    else:
+        if path.is_dir():
+            raise InputError(f"{flag} {where} is a folder; it must name a file", hint=hint)
+        parent = path.parent
+        while make_parents and not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"{flag} {where}: {parent} is not a folder", hint=hint)
+        if not parent.is_dir():
+            raise InputError(
+                f"{flag} {where}: the folder {parent} does not exist",
+                hint=f"create it first (mkdir -p {parent}), or {hint}",
+            )
+        targets = [path]
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given)
+        for target in [path, *targets]:
+            if _same(source, target):
+                raise InputError(
+                    f"{flag} {where} would overwrite {source}, which this command reads",
+                    hint=hint,
+                )
+    probe = path if folder and path.is_dir() else path.parent
+    if probe.exists() and not os.access(probe, os.W_OK):
+        raise InputError(f"{flag} {where}: {probe} is not writable", hint=hint)
+    return path
+
+
+@contextlib.contextmanager
+def exclusive_lock(folder: Path, *, flag: str = "--out") -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on ``folder/.recprompt.lock`` for the block.
+
+    A second run on the same folder stops at once with a clear error rather than waiting:
+    waiting silently would look like a hang, and both runs would pay for the same calls. The
+    lock is released by the kernel when the holder exits, even after ``kill -9``.
+    """
+    path = folder / LOCK_NAME
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, _MODE)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write to {flag} {folder}: {exc.strerror or exc}",
+            hint=f"pass a writable folder as {flag}",
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            raise InputError(
+                f"another recprompt run (pid {holder}) is writing to {flag} {folder}",
+                hint="wait for it to finish and rerun to resume, or pass another " + flag,
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -1,7 +1,10 @@
 """The ``recprompt`` command line: validate, list, render, dry-run, run, eval, compare, optimize.
 
 Every user mistake surfaces as a :class:`RecpromptError`; the CLI prints its message (with
-file:line:column for specs) and exits with status 2, never with a traceback.
+file:line:column for specs) and exits with status 2, never with a traceback. Both consoles
+print with Rich markup off: spec names, variant ids, inputs, titles and paths are user text
+and are printed literally (``[/x]`` or ``[bold red]`` in a title is shown, never interpreted);
+styling goes through ``style=`` and :class:`rich.text.Text`, never through markup strings.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from recprompt.cli_args import SAMPLERS, input_paths, make_protocol, parse_input
 from recprompt.errors import InputError, RecpromptError
 
 app = typer.Typer(
@@ -25,9 +30,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Declarative prompt programs for recommendation with LLMs.",
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True, markup=False, highlight=False, emoji=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False, emoji=False)
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def print_error(exc: BaseException) -> None:
+    err.print(Text.assemble(("error:", "bold red"), " ", str(exc)))
+
+
+def warn(message: str) -> None:
+    err.print(Text.assemble(("warning:", "bold yellow"), " ", message))
+
+
+def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """An option callback that accepts only ``choices`` (a usage error, exit status 2)."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
 
 
 def guarded(command: F) -> F:
@@ -38,25 +62,10 @@ def guarded(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except RecpromptError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            print_error(exc)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def parse_input(text: str) -> dict[str, Any]:
-    """``--input`` takes a JSON object, or @path to a JSON file."""
-    try:
-        raw = Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text
-        value = json.loads(raw)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(
-            f"--input is not a JSON object: {exc}",
-            hint='pass e.g. --input \'{"user_id": "12", "item_id": "55"}\' or --input @file.json',
-        ) from None
-    if not isinstance(value, dict):
-        raise InputError("--input must be a JSON object of input names to values")
-    return value
 
 
 SpecArg = Annotated[str, typer.Argument(help="Spec file, tuned program (.json) or built-in name.")]
@@ -88,10 +97,10 @@ def validate(
             spec = load_spec(file)
         except RecpromptError as exc:
             failures += 1
-            err.print(f"[red]✗[/] {exc}", highlight=False)
+            err.print(Text.assemble(("✗", "red"), " ", str(exc)))
             continue
         variants = len(spec.all_variants())
-        out.print(f"[green]✓[/] {file}  {spec.name} ({variants} variant(s))", highlight=False)
+        out.print(Text.assemble(("✓", "green"), f" {file}  {spec.name} ({variants} variant(s))"))
     if failures:
         err.print(f"{failures} of {len(files)} spec(s) invalid")
         raise typer.Exit(2)
@@ -130,25 +139,26 @@ def render(
     if as_json:
         out.print_json(json.dumps(rendered.as_dict()))
         return
-    out.print(f"[bold]{program.spec.name}[/] [{rendered.variant}]", highlight=False)
-    out.print(rendered.text, markup=False, highlight=False)
+    out.print(Text.assemble((program.spec.name, "bold"), f" [{rendered.variant}]"))
+    out.print(rendered.text)
     out.print(
-        f"[dim]constraint: {rendered.constraint.describe()} · max_tokens: {rendered.max_tokens}"
-        f" · decode: {rendered.decode}[/]",
-        highlight=False,
+        f"constraint: {rendered.constraint.describe()} · max_tokens: {rendered.max_tokens}"
+        f" · decode: {rendered.decode}",
+        style="dim",
     )
 
 
 DataOpt = Annotated[
     str, typer.Option("--data", "-d", help="Dataset path, or a name under $RECPROMPT_DATA.")
 ]
-UsersOpt = Annotated[int | None, typer.Option("--users", help="Users sampled (seeded).")]
+UsersOpt = Annotated[int | None, typer.Option("--users", min=1, help="Users sampled (seeded).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
 NegativesOpt = Annotated[
-    int | None, typer.Option("--negatives", help="Negatives per positive (default: spec).")
+    int | None,
+    typer.Option("--negatives", min=0, help="Negatives per positive (default: spec)."),
 ]
 HistoryOpt = Annotated[
-    int | None, typer.Option("--history", help="History length (default: spec).")
+    int | None, typer.Option("--history", min=0, help="History length (default: spec).")
 ]
 HoldoutOpt = Annotated[
     str,
@@ -190,7 +200,9 @@ def load_data(data: str, spec: Any, item_noun: str | None, holdout: str) -> Any:
 def dry_run_command(
     spec: SpecArg,
     data: DataOpt,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", help="At most N cases.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=0, help="At most N cases.")
+    ] = None,
     variant: VariantOpt = None,
     users: UsersOpt = None,
     seed: SeedOpt = 0,
@@ -199,7 +211,7 @@ def dry_run_command(
     holdout: HoldoutOpt = "last",
     file_order_is_time: FileOrderOpt = False,
     item_noun: ItemNounOpt = None,
-    show: Annotated[int, typer.Option("--show", help="Print the first N prompts.")] = 1,
+    show: Annotated[int, typer.Option("--show", min=0, help="Print the first N prompts.")] = 1,
     prompts_out: Annotated[
         Path | None, typer.Option("--out", help="Write every rendered prompt as JSON lines.")
     ] = None,
@@ -208,14 +220,21 @@ def dry_run_command(
         typer.Option("--model", "-m", help="A hosted litellm model: adds a cost estimate."),
     ] = None,
 ) -> None:
-    """Render prompts for real cases of a dataset: tokens, constraint, calls. No model call."""
+    """Render prompts for real cases of a dataset: tokens, constraint, calls. No model call.
+
+    ``--out`` is written whole or not at all: a failure leaves an existing file untouched.
+    """
+    import contextlib
+
     import recprompt
-    from recprompt.eval.cases import default_protocol
+    from recprompt._files import atomic_writer, check_output_path
     from recprompt.eval.dryrun import dry_run
 
+    if prompts_out is not None:
+        check_output_path(prompts_out, inputs=input_paths(spec, data))
     program = recprompt.load(spec)
     dataset = load_data(data, program.spec, item_noun, holdout)
-    protocol = default_protocol(
+    protocol = make_protocol(
         program.spec,
         dataset,
         n_users=users,
@@ -226,18 +245,17 @@ def dry_run_command(
         file_order_is_time=file_order_is_time,
     )
     result, rendered = dry_run(program, dataset, protocol, limit=limit, variant=variant)
-    sink = prompts_out.open("w", encoding="utf-8") if prompts_out else None
-    try:
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(atomic_writer(prompts_out)) if prompts_out else None
         for n, (case, prompt) in enumerate(rendered):
             if n < show:
-                out.rule(f"case {case.id} · label {case.label!r}")
-                out.print(prompt.text, markup=False, highlight=False)
+                out.rule(Text(f"case {case.id} · label {case.label!r}"))
+                out.print(prompt.text)
             if sink:
                 sink.write(json.dumps({"id": case.id, "label": case.label, **prompt.as_dict()}))
                 sink.write("\n")
-    finally:
-        if sink:
-            sink.close()
+    for message in result.warnings(limit):
+        warn(message)
     table = Table("dry-run", "value", show_header=False)
     for key, value in result.summary().items():
         if key != "protocol":
@@ -388,7 +406,8 @@ def eval_command(
     negatives: NegativesOpt = None,
     history: HistoryOpt = None,
     sampler: Annotated[
-        str, typer.Option(help="Negative sampler: uniform or popularity.")
+        str,
+        typer.Option(callback=one_of(SAMPLERS), help="Negative sampler: uniform or popularity."),
     ] = "uniform",
     holdout: HoldoutOpt = "last",
     file_order_is_time: FileOrderOpt = False,
@@ -401,26 +420,47 @@ def eval_command(
         str | None,
         typer.Option(help="Comma-separated: random,popularity,itemknn,bpr or *_mean; 'none'."),
     ] = None,
-    max_calls: Annotated[int | None, typer.Option(help="Stop after N model calls.")] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Stop after N tokens.")] = None,
-    max_seconds: Annotated[float | None, typer.Option(help="Stop after N seconds.")] = None,
+    max_calls: Annotated[
+        int | None,
+        typer.Option(min=0, help="Most model calls; checked before every call, not per case."),
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=0, help="Stop after N tokens.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(min=0, help="Stop after N seconds.")] = None,
+    baselines_only: Annotated[
+        bool,
+        typer.Option(
+            "--baselines-only",
+            help="Report only the baselines on the same cases; no model is loaded or called "
+            "(also: --model none).",
+        ),
+    ] = False,
     cache: CacheOpt = True,
     api_key: ApiKeyOpt = None,
     server_kind: ServerKindOpt = "auto",
     max_cost: MaxCostOpt = None,
     chat_format: ChatFormatOpt = None,
 ) -> None:
-    """Evaluate a program against baselines under a declared protocol; resumes in --out."""
-    from recprompt.eval.cases import default_protocol
-    from recprompt.eval.evaluate import evaluate
+    """Evaluate a program against baselines under a declared protocol; resumes in --out.
+
+    One run at a time per --out: a second run on the same folder stops with an error (the
+    folder is locked). A folder holding another run's results is refused, never mixed.
+    """
+    import recprompt
+    from recprompt._files import check_output_path
+    from recprompt.eval.evaluate import OUTPUT_FILES, evaluate
     from recprompt.eval.runner import Limits
 
-    program = load_program(
-        spec, variant, model, api_base, cache, temperature, seed,
-        api_key=api_key, server_kind=server_kind, max_cost=max_cost, chat_format=chat_format,
-    )  # fmt: skip
+    check_output_path(out_dir, folder=True, inputs=input_paths(spec, data), writes=OUTPUT_FILES)
+    baselines_only = baselines_only or model == "none"
+    if baselines_only:
+        program = recprompt.load(spec, variant=variant, temperature=temperature, seed=seed)
+    else:
+        program = load_program(
+            spec, variant, model, api_base, cache, temperature, seed,
+            api_key=api_key, server_kind=server_kind, max_cost=max_cost, chat_format=chat_format,
+        )  # fmt: skip
     dataset = load_data(data, program.spec, item_noun, holdout)
-    protocol = default_protocol(
+    protocol = make_protocol(
         program.spec,
         dataset,
         n_users=users,
@@ -441,9 +481,11 @@ def eval_command(
         out_dir,
         baselines=chosen,
         limits=Limits(max_calls, max_tokens, max_seconds),
+        baselines_only=baselines_only,
+        on_warning=warn,
     )
-    out.print((out_dir / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
-    out.print(f"[dim]report: {out_dir / 'report.html'} · {report['cases']} cases[/]")
+    out.print((out_dir / "report.md").read_text(encoding="utf-8"))
+    out.print(f"report: {out_dir / 'report.html'} · {report['cases']} cases", style="dim")
 
 
 @app.command("compare")
@@ -456,17 +498,18 @@ def compare_command(
     seed: SeedOpt = 0,
 ) -> None:
     """Compare runs over the same cases: paired differences, disagreeing cases first."""
+    from recprompt._files import check_output_path
     from recprompt.eval.compare import compare_runs
 
+    check_output_path(out_file, inputs=list(runs))
     stats = compare_runs(runs, out_file, seed=seed)
     for name, rows in stats["paired"].items():
         for metric, d in rows.items():
             out.print(
                 f"{name} − {stats['reference']} {metric}: {d['difference']:+.4f} "
-                f"[{d['low']:+.3f}, {d['high']:+.3f}] p={d['p_value']:.4f}",
-                highlight=False,
+                f"[{d['low']:+.3f}, {d['high']:+.3f}] p={d['p_value']:.4f}"
             )
-    out.print(f"[dim]{stats['cases']} cases · {stats['agreement']} · {out_file}[/]")
+    out.print(f"{stats['cases']} cases · {stats['agreement']} · {out_file}", style="dim")
 
 
 @app.command()
@@ -475,8 +518,10 @@ def schema(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("schemas"),
 ) -> None:
     """Write the spec format's JSON Schema (for editor validation and autocompletion)."""
+    from recprompt._files import check_output_path
     from recprompt.spec.schema import write_schema
 
+    check_output_path(out_dir, folder=True)
     out.print(f"wrote {write_schema(out_dir)}")
 
 
@@ -500,9 +545,11 @@ def optimize_command(
     max_cost: MaxCostOpt = None,
 ) -> None:
     """Tune demonstrations, selector, variant and history length; save PROGRAM.json + report."""
+    from recprompt._files import check_output_path
     from recprompt.data import load_dataset
     from recprompt.optimize import optimize
 
+    check_output_path(out_file, inputs=input_paths(spec, data), make_parents=True)
     outcome = optimize(
         spec,
         load_dataset(data),
@@ -516,19 +563,19 @@ def optimize_command(
         valid_users=valid_users,
         test_users=test_users,
         report=report,
-        announce=lambda text: out.print(text, markup=False, highlight=False),
+        announce=lambda text: out.print(text),
     )
     if report:
         md = outcome.path.with_suffix("").as_posix() + ".report.md"
-        out.print(Path(md).read_text(encoding="utf-8"), markup=False, highlight=False)
-    out.print(f"[dim]tuned program: {outcome.path}[/]")
+        out.print(Path(md).read_text(encoding="utf-8"))
+    out.print(f"tuned program: {outcome.path}", style="dim")
 
 
 def main() -> None:  # pragma: no cover - console script entry
     try:
         app()
     except RecpromptError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        print_error(exc)
         sys.exit(2)
 
 

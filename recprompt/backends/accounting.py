@@ -1,12 +1,12 @@
 """Run accounting: one thread-safe :class:`UsageMeter` per run, with optional hard limits.
 
-For library code that calls a backend from several threads (benchmarks, a user's own
-thread pool) against paid APIs: the totals and the limits (calls, tokens, wall-clock
-seconds) are counted in one place. :class:`MeteredBackend` wraps any backend and feeds the
-meter; put it outermost, over a :class:`~recprompt.backends.cache.CachedBackend`, so that
-cache hits are counted but never spend the call budget. ``recprompt eval`` runs its cases
-one after another and enforces ``--max-calls/--max-tokens/--max-seconds`` itself
-(:class:`recprompt.eval.runner.Limits`); it does not use this module.
+Runs may hit paid APIs, and one ranking case can make hundreds of calls (pairwise heap sort),
+so the limits a user declares (calls, tokens, wall-clock seconds) are checked before every
+model call, not between cases. The evaluation runner wraps the program's backend in a
+:class:`MeteredBackend` for the run; it sits outermost, over a
+:class:`~recprompt.backends.cache.CachedBackend`, so that cache hits are served even when the
+budget is spent and never count as calls. The meter is thread-safe, so concurrent callers
+share one budget.
 """
 
 from __future__ import annotations
@@ -96,6 +96,13 @@ class MeteredBackend:
         self.name = backend.name
         self.supports_logits = backend.supports_logits
 
+    def __getattr__(self, name: str) -> object:
+        """Everything else (``usage``, ``tokenize``, ``last_usage``, ...) is the wrapped one's,
+        so callers that measure usage deltas on the backend see the real counts."""
+        if name == "backend":
+            raise AttributeError(name)
+        return getattr(self.backend, name)
+
     def _check(self, method: str, prompt: Prompt, **params: object) -> None:
         will_call = getattr(self.backend, "will_call", None)
         if will_call is None or will_call(method, prompt, **params):
@@ -127,8 +134,15 @@ class MeteredBackend:
     def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
         self._check("score", prompt, continuations=continuations)
         start = time.monotonic()
+        inner = getattr(self.backend, "usage", None)
+        before = replace(inner) if isinstance(inner, Usage) else None
         scores = self.backend.score(prompt, continuations)
         last = getattr(self.backend, "last_usage", None)
         usage = last() if callable(last) else None
+        after = getattr(self.backend, "usage", None)
+        if usage is None and before is not None and isinstance(after, Usage):
+            usage = Usage(
+                **{k: getattr(after, k) - getattr(before, k) for k in Usage.__dataclass_fields__}
+            )
         self.meter.add(usage or Usage(calls=1, seconds=time.monotonic() - start))
         return scores

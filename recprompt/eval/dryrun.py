@@ -1,4 +1,10 @@
-"""Dry-run: render a spec over real cases and report what a run would cost, calling no model."""
+"""Dry-run: render a spec over real cases and report what a run would cost, calling no model.
+
+Calls are counted per case from the spec's ranking strategy as a range (see
+:mod:`recprompt.eval.calls`): a pairwise heap sort over 20 candidates costs dozens of calls per
+case, not one. Seconds are an *estimate* for the local model from throughput measured on a
+2-core machine; they are neither a bound nor a measurement of this machine.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,11 @@ from typing import Any
 from recprompt.compile.program import Program
 from recprompt.compile.render import Rendered
 from recprompt.data import Dataset, Protocol
+from recprompt.eval.calls import calls_per_case
 from recprompt.eval.cases import Case, build_cases
+from recprompt.eval.checks import check_candidates
 from recprompt.eval.tokens import token_counter
+from recprompt.types import ItemListOutput, ItemOutput
 
 __all__ = ["DryRun", "dry_run"]
 
@@ -30,23 +39,48 @@ class DryRun:
     protocol: dict[str, Any]
     tokenizer: str
     cases: int = 0
-    calls: int = 0
+    calls_low: int = 0
+    calls_high: int = 0
+    calls_how: str = ""
     prompt_tokens: list[int] = field(default_factory=list)
     max_completion_tokens: int = 0
     constraint: str = ""
     decode: str = ""
     first: Rendered | None = None
+    users: set[str] = field(default_factory=set)
+    checks: list[str] = field(default_factory=list)
+    """Warnings known before rendering (see :mod:`recprompt.eval.checks`)."""
+
+    def warnings(self, limit: int | None = None) -> list[str]:
+        """The checks' warnings, and a user shortfall that ``--limit`` does not explain."""
+        found = list(self.checks)
+        requested = self.protocol.get("n_users")
+        limited = limit is not None and self.cases >= limit
+        if requested is not None and len(self.users) < requested and not limited:
+            found.append(
+                f"--users {requested} requested, but the dataset has only {len(self.users)} "
+                "eligible user(s) under this protocol"
+            )
+        return found
 
     def summary(self) -> dict[str, Any]:
         tokens = self.prompt_tokens or [0]
-        seconds = sum(tokens) / LOCAL_PROMPT_TOK_PER_S
+        per_call = statistics.fmean(tokens)
+        seconds = self.calls_low * per_call / LOCAL_PROMPT_TOK_PER_S
         if self.decode == "generate":
-            seconds += self.calls * self.max_completion_tokens / LOCAL_GEN_TOK_PER_S
+            seconds += self.calls_low * self.max_completion_tokens / LOCAL_GEN_TOK_PER_S
         return {
             "spec": self.spec,
             "variant": self.variant,
             "cases": self.cases,
-            "model_calls": self.calls,
+            "users": len(self.users),
+            "users_requested": self.protocol.get("n_users"),
+            "model_calls": f"{self.calls_low}..{self.calls_high}"
+            if self.calls_high != self.calls_low
+            else self.calls_low,
+            "model_calls_min": self.calls_low,
+            "model_calls_max": self.calls_high,
+            "calls_per_case": self.calls_how,
             "prompt_tokens_total": sum(tokens),
             "prompt_tokens_mean": round(statistics.fmean(tokens), 1),
             "prompt_tokens_median": statistics.median(tokens),
@@ -55,7 +89,10 @@ class DryRun:
             "decode": self.decode,
             "constraint": self.constraint,
             "tokenizer": self.tokenizer,
-            "estimated_local_seconds_upper_bound": round(seconds, 1),
+            "estimated_local_seconds": round(seconds, 1),
+            "estimate_note": "an estimate, not a bound: the minimum calls at measured 2-core "
+            f"throughput ({LOCAL_PROMPT_TOK_PER_S:g} prompt, {LOCAL_GEN_TOK_PER_S:g} generated "
+            "tokens/s); machines differ, cache hits and shared prefixes cost less",
             "protocol": self.protocol,
         }
 
@@ -70,11 +107,15 @@ def dry_run(
 ) -> tuple[DryRun, Iterator[tuple[Case, Rendered]]]:
     """Render every case; returns the running totals and an iterator of (case, rendered)."""
     name, count = token_counter()
+    spec = program.spec
+    ranking = spec.rank is not None or isinstance(spec.output, ItemListOutput | ItemOutput)
+    checks = check_candidates(spec, protocol, ranking=ranking)
     result = DryRun(
         spec=program.spec.name,
         variant=program.spec.variant(variant or program.variant).id,
         protocol=protocol.model_dump(mode="json"),
         tokenizer=name,
+        checks=checks,
     )
 
     def cases() -> Iterator[tuple[Case, Rendered]]:
@@ -82,8 +123,12 @@ def dry_run(
             if limit is not None and n >= limit:
                 break
             rendered = program.render(variant=variant, **case.inputs)
+            calls = calls_per_case(program.spec, len(case.meta.get("candidates", ())))
             result.cases += 1
-            result.calls += 1
+            result.users.add(str(case.meta.get("user_id", case.id)))
+            result.calls_low += calls.low
+            result.calls_high += calls.high
+            result.calls_how = calls.how
             result.prompt_tokens.append(count(rendered.text))
             result.max_completion_tokens = max(result.max_completion_tokens, rendered.max_tokens)
             result.constraint, result.decode = rendered.constraint.describe(), rendered.decode

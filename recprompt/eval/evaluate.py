@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from recprompt._files import exclusive_lock
+from recprompt.backends.base import Usage
 from recprompt.compile.program import Program
 from recprompt.data import Dataset, Protocol
 from recprompt.environment import numeric_environment
 from recprompt.errors import InputError
 from recprompt.eval.cases import Case
+from recprompt.eval.checks import check_candidates, user_counts
 from recprompt.eval.html import write_case_files
+from recprompt.eval.identity import cases_fingerprint, dataset_fingerprint, model_identity
 from recprompt.eval.report import (
     package_versions,
     position_table,
@@ -40,7 +45,21 @@ from recprompt.eval.store import ResultStore
 from recprompt.rank import ranking_diagnostics
 from recprompt.types import ItemListOutput, ItemOutput, RatingOutput
 
-__all__ = ["RANKING_BASELINES", "RATING_BASELINES", "evaluate", "spec_hash"]
+__all__ = ["OUTPUT_FILES", "RANKING_BASELINES", "RATING_BASELINES", "evaluate", "spec_hash"]
+
+OUTPUT_FILES = (
+    "run.json",
+    "results.jsonl",
+    "report.json",
+    "report.md",
+    "metrics.png",
+    "position_bias.png",
+    "paired.png",
+    "per_case.json",
+    "report.html",
+    "report.png",
+)
+"""The files ``evaluate`` writes into its folder."""
 
 RANKING_BASELINES = ("random", "popularity", "itemknn", "bpr")
 RATING_BASELINES = ("global_mean", "user_mean", "item_mean")
@@ -111,6 +130,62 @@ def attach_declared_prior(program: Program, train: Dataset, seed: int) -> None:
     attach_prior(program, make_baseline(declared.prior, seed=seed).fit(train))
 
 
+def _demo_pool_hash(program: Program) -> str:
+    """Hash of the selector and its pool: with a selector, demos are chosen per input."""
+    pool = [e.toDict() if hasattr(e, "toDict") else dict(e) for e in program.demo_pool]
+    state = {"selector": type(program.selector).__name__ if program.selector else None}
+    state["pool"] = pool if program.selector is not None else []
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _chosen_baselines(
+    program: Program, chosen: list[str] | None, is_ranking: bool, baselines_only: bool
+) -> list[str]:
+    """The baselines of the report: the chosen ones, else the defaults of the output type."""
+    output = program.spec.output
+    has_baselines = is_ranking or isinstance(output, RatingOutput)
+    if chosen is None:
+        chosen = list(RANKING_BASELINES if is_ranking else RATING_BASELINES)
+        if not has_baselines:
+            chosen = []
+    if baselines_only and not (chosen and has_baselines):
+        why = f"{output.type} outputs have no baselines" if not has_baselines else "none chosen"
+        raise InputError(
+            f"a baselines-only run of {program.spec.name} would report nothing: {why}",
+            hint="choose --baselines, or use a ranking or rating spec",
+        )
+    return chosen
+
+
+def run_config(
+    program: Program,
+    dataset: Dataset,
+    protocol: Protocol,
+    cases: list[Case],
+    *,
+    backend: Any | None,
+) -> RunConfig:
+    """Everything that determines the results of this run, content fingerprints included."""
+    return RunConfig(
+        spec=program.spec.name,
+        spec_hash=spec_hash(program),
+        variant=program.spec.variant(program.variant).id,
+        demos=len(program.demos()),
+        model=backend.name if backend is not None else "none",
+        protocol=protocol.model_dump(mode="json"),
+        temperature=program.temperature,
+        seed=program.seed,
+        data={
+            "name": dataset.name,
+            "fingerprint": dataset_fingerprint(dataset),
+            "interactions": len(dataset),
+        },
+        cases={"count": len(cases), "fingerprint": cases_fingerprint(cases)},
+        demo_pool=_demo_pool_hash(program),
+        model_identity=model_identity(backend) if backend is not None else {"name": "none"},
+    )
+
+
 def evaluate(
     program: Program,
     dataset: Dataset,
@@ -120,38 +195,72 @@ def evaluate(
     baselines: list[str] | None = None,
     limits: Limits = Limits(),
     progress: bool = True,
+    baselines_only: bool = False,
+    on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the program over the protocol's cases and write the report."""
+    """Run (or resume) the program over the protocol's cases and write the report.
+
+    The folder ``out`` is locked for the whole run (a second run on it stops at once) and
+    tied to this run by ``run.json`` (settings and content fingerprints): a folder holding
+    another run's results, or results without a readable ``run.json``, is refused untouched.
+    ``baselines_only`` makes no model call and reports the baselines on the same cases.
+    Shortfalls (fewer users than requested, too few candidates for the cut-off) go to
+    ``on_warning`` as soon as they are known and into the report's ``warnings``.
+    """
     out = Path(out)
-    backend = program.resolve_backend()
-    config = RunConfig(
-        spec=program.spec.name,
-        spec_hash=spec_hash(program),
-        variant=program.spec.variant(program.variant).id,
-        demos=len(program.demos()),
-        model=backend.name,
-        protocol=protocol.model_dump(mode="json"),
-        temperature=program.temperature,
-        seed=program.seed,
-    )
-    check_folder(out, config)
+    with exclusive_lock(out):
+        return _evaluate(
+            program,
+            dataset,
+            protocol,
+            out,
+            baselines,
+            limits,
+            progress,
+            baselines_only,
+            on_warning or (lambda _message: None),
+        )
+
+
+def _evaluate(
+    program: Program,
+    dataset: Dataset,
+    protocol: Protocol,
+    out: Path,
+    baselines: list[str] | None,
+    limits: Limits,
+    progress: bool,
+    baselines_only: bool,
+    on_warning: Callable[[str], None],
+) -> dict[str, Any]:
+    output = program.spec.output
+    is_ranking = program.spec.rank is not None or isinstance(output, ItemListOutput | ItemOutput)
+    warnings = check_candidates(program.spec, protocol, ranking=is_ranking)
+    baselines = _chosen_baselines(program, baselines, is_ranking, baselines_only)
     cases = make_cases(program, dataset, protocol)
     if not cases:
         raise InputError("the protocol produced no cases", hint="check --users and the dataset")
+    users, shortfall = user_counts(protocol, cases)
+    warnings += shortfall
+    for message in warnings:
+        on_warning(message)
+    backend = None if baselines_only else program.resolve_backend()
+    config = run_config(program, dataset, protocol, cases, backend=backend)
+    check_folder(out, config)
     train = train_split(dataset, protocol)
-    attach_declared_prior(program, train, protocol.seed)
     store = ResultStore(out / "results.jsonl")
-    usage = run_cases(program, cases, store, limits=limits, progress=progress)
-    records = [store.records[c.id] for c in cases]
+    usage = Usage()
+    if not baselines_only:
+        attach_declared_prior(program, train, protocol.seed)
+        usage = run_cases(program, cases, store, limits=limits, progress=progress)
+    records = [store.records[c.id] for c in cases if c.id in store]
     fallback = float(np.nanmean(train.rating)) if train.has_ratings else 0.0
-    scored = score_records(program.spec, records, fallback=fallback, seed=protocol.seed)
-    values = per_case_values(program.spec, records, fallback)
-    output = program.spec.output
-    is_ranking = program.spec.rank is not None or isinstance(output, ItemListOutput | ItemOutput)
-    if baselines is None:
-        baselines = list(RANKING_BASELINES if is_ranking else RATING_BASELINES)
-        if not is_ranking and not isinstance(output, RatingOutput):
-            baselines = []
+    scored = (
+        {"metrics": {}, "validity": {}}
+        if baselines_only
+        else score_records(program.spec, records, fallback=fallback, seed=protocol.seed)
+    )
+    values = {} if baselines_only else per_case_values(program.spec, records, fallback)
     if is_ranking:
         base = _ranking_baselines(baselines, train, cases, protocol.seed)
     elif isinstance(output, RatingOutput):
@@ -174,15 +283,17 @@ def evaluate(
     report = {
         **config.as_dict(),
         "cases": len(cases),
+        "users": users,
+        "warnings": warnings,
         "metrics": scored["metrics"],
         "validity": scored["validity"],
         "invalid_policy": "unparseable ranking = miss; unparseable rating = training mean "
         f"({fallback:.3f})",
         "baselines": base,
         "dataset": {"name": dataset.name, **dataset.stats},
-        "position": position_table(records) if is_ranking else [],
+        "position": position_table(records) if is_ranking and records else [],
         "diagnostics": ranking_diagnostics(records, train.popularity(), k=10, bucket=5)
-        if is_ranking
+        if is_ranking and records
         else {},
         "usage": {
             "this_invocation": usage.as_dict(),

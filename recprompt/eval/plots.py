@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from recprompt._files import atomic_writer
+
 __all__ = ["write_plots"]
 
 PROGRAM, BASELINE = "#d9480f", "#4c6ef5"
@@ -115,7 +117,8 @@ def write_plots(out: Path, report: dict[str, Any]) -> list[Path]:
     paths = []
     for name, fig in figures.items():
         path = out / name
-        fig.savefig(path, dpi=110)
+        with atomic_writer(path, "wb") as handle:  # a crash never leaves half a PNG
+            fig.savefig(handle, format="png", dpi=110)
         plt.close(fig)
         paths.append(path)
     return paths

@@ -55,16 +55,35 @@ def _fmt(cell: dict[str, float] | None) -> str:
     return text
 
 
+def _systems(report: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Rows (the program unless the run was baselines-only, then baselines) and metric names."""
+    baselines = report.get("baselines", {})
+    if report["metrics"]:
+        return {"program": report["metrics"], **baselines}, list(report["metrics"])
+    names = list(dict.fromkeys(n for metrics in baselines.values() for n in metrics))
+    return dict(baselines), names
+
+
+def _shortfalls(report: dict[str, Any]) -> list[str]:
+    """Users requested against evaluated, and every warning of the run, above the table."""
+    users = report.get("users") or {}
+    lines = []
+    if users.get("requested") is not None:
+        lines.append(f"Users: {users['evaluated']} evaluated of {users['requested']} requested")
+    lines += [f"**Warning:** {w}" for w in report.get("warnings", [])]
+    return [part for line in lines for part in (line, "")]
+
+
 def write_markdown(out: Path, report: dict[str, Any]) -> Path:
     """The program and its baselines side by side, then validity, protocol and cost."""
-    rows = {"program": report["metrics"], **report.get("baselines", {})}
-    names = list(report["metrics"])
+    rows, names = _systems(report)
     lines = [
         f"# {report['spec']} [{report['variant']}] on {report['protocol'].get('dataset')}",
         "",
         f"Model: `{report['model']}` · cases: {report['cases']} · spec hash "
         f"`{report['spec_hash'][:12]}` · seed {report['protocol'].get('seed')}",
         "",
+        *_shortfalls(report),
         "| system | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]

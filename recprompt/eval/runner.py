@@ -8,9 +8,11 @@ refused rather than mixed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from rich.progress import (
 )
 
 from recprompt._files import write_text_atomic
+from recprompt.backends.accounting import MeteredBackend, UsageMeter
 from recprompt.backends.base import Usage
 from recprompt.compile.program import Program
 from recprompt.data import Dataset, Protocol, split_dataset
@@ -63,9 +66,18 @@ class Limits:
             )
 
 
+RUN_FORMAT = 2
+"""Version of ``run.json``; a folder written under another version is not resumed."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """What identifies a run; a results folder belongs to exactly one."""
+    """What identifies a run; a results folder belongs to exactly one.
+
+    Besides the settings, it holds content fingerprints (see :mod:`recprompt.eval.identity`):
+    of the data actually loaded, of the cases built from it, of the demonstration pool and of
+    the model, so that a folder is resumed only by the very same run.
+    """
 
     spec: str
     spec_hash: str
@@ -75,29 +87,73 @@ class RunConfig:
     protocol: dict[str, Any]
     temperature: float
     seed: int | None
+    data: dict[str, Any] = field(default_factory=dict)
+    cases: dict[str, Any] = field(default_factory=dict)
+    demo_pool: str = ""
+    model_identity: dict[str, Any] = field(default_factory=dict)
+    format: int = RUN_FORMAT
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return json.loads(json.dumps(dict(self.__dict__), default=str))
+
+
+_MISSING = object()
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str) if value is not _MISSING else "(absent)"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every differing entry, one level into nested settings."""
+    found = []
+    for key in sorted(set(old) | set(new)):
+        was, now = old.get(key, _MISSING), new.get(key, _MISSING)
+        if was == now:
+            continue
+        if isinstance(was, dict) and isinstance(now, dict) and not prefix:
+            found += _differences(was, now, f"{key}.")
+        else:
+            found.append(f"{prefix}{key}: {_short(was)} -> {_short(now)}")
+    return found
+
+
+def _refuse(out: Path, why: str) -> RecpromptError:
+    return RecpromptError(
+        f"{out} {why}",
+        hint=f"to start fresh, pass a new --out folder or delete this one (rm -r {out}); "
+        "to continue the earlier run, rerun it with the settings in its run.json",
+    )
 
 
 def check_folder(out: Path, config: RunConfig) -> None:
-    """Write ``run.json`` for a new run; refuse a folder that holds another run."""
+    """Write ``run.json`` for a new run; refuse a folder that holds another run's results.
+
+    Refused: a ``run.json`` that differs in any setting or fingerprint (the message lists
+    each difference), an unreadable ``run.json``, and results with no ``run.json`` at all
+    (nothing says whose they are). Nothing in the folder is changed when refusing.
+    """
     out.mkdir(parents=True, exist_ok=True)
     path = out / "run.json"
+    new = config.as_dict()
     if path.exists():
         try:
             existing = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            existing = None
-        if existing is not None and existing != json.loads(json.dumps(config.as_dict())):
-            changed = sorted(k for k in config.as_dict() if existing.get(k) != config.as_dict()[k])
-            raise RecpromptError(
-                f"{out} holds results of a different run (differs in: {', '.join(changed)})",
-                hint="pass a new --out folder, or delete this one to start over",
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _refuse(out, f"has a run.json that cannot be read ({exc})") from None
+        if not isinstance(existing, dict):
+            raise _refuse(out, "has a run.json that is not a JSON object")
+        changed = _differences(existing, new)
+        if changed:
+            raise _refuse(
+                out, f"holds results of a different run (differs in: {'; '.join(changed)})"
             )
-        if existing is not None:
-            return
-    write_text_atomic(path, json.dumps(config.as_dict(), indent=2, sort_keys=True))
+        return
+    results = out / "results.jsonl"
+    if results.exists() and results.stat().st_size > 0:
+        raise _refuse(out, "holds results.jsonl but no run.json: nothing says which run made them")
+    write_text_atomic(path, json.dumps(new, indent=2, sort_keys=True))
 
 
 def rank_record(program: Program, case: Case) -> dict[str, Any]:
@@ -135,6 +191,20 @@ def record_of(case: Case, prediction: Any) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def metered(program: Program, limits: Limits) -> Iterator[UsageMeter]:
+    """Route the program's model calls through a meter enforcing ``limits`` before each call."""
+    meter = UsageMeter(
+        max_calls=limits.max_calls, max_tokens=limits.max_tokens, max_seconds=limits.max_seconds
+    )
+    original = program.resolve_backend()
+    program.backend = MeteredBackend(original, meter)
+    try:
+        yield meter
+    finally:
+        program.backend = original
+
+
 def run_cases(
     program: Program,
     cases: list[Case],
@@ -143,7 +213,11 @@ def run_cases(
     limits: Limits = Limits(),
     progress: bool = True,
 ) -> Usage:
-    """Run every case not yet in ``store``; returns the usage of this invocation."""
+    """Run every case not yet in ``store``; returns the usage of this invocation.
+
+    ``limits`` hold per model call (see :func:`metered`): a pairwise case stops at the call
+    that reaches ``max_calls``; the unfinished case is not stored and reruns on resume.
+    """
     todo = [c for c in cases if c.id not in store]
     usage = Usage()
     started = time.monotonic()
@@ -157,12 +231,14 @@ def run_cases(
         TimeRemainingColumn(),
     )
     log = PromptLog.install(program)  # the report shows each case's exact prompts
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with (
+        metered(program, limits),
+        Progress(*columns, disable=not progress, transient=False) as bar,
+    ):
         task = bar.add_task(program.spec.name, total=len(cases), completed=len(store), rate="")
         for n, case in enumerate(todo, 1):
             log.take()
             try:
-                limits.check(usage, started)
                 if program.spec.rank is not None:
                     record = rank_record(program, case)
                 else:

@@ -3,8 +3,9 @@
 Each finished case is one JSON line carrying a CRC of its payload, written, flushed and
 fsync'ed before the next case starts. On reopening, a torn or corrupted line is detected by
 its checksum, dropped (so the case is recomputed, never trusted), and the file is rewritten
-atomically without it. A later line for an id replaces nothing: the first valid one wins, so
-a case can never count twice.
+atomically without it; the dropped lines are first appended to ``NAME.dropped``, so that no
+byte a user had is ever destroyed. A later line for an id replaces nothing: the first valid
+one wins, so a case can never count twice.
 """
 
 from __future__ import annotations
@@ -69,15 +70,27 @@ class ResultStore:
         if not self.path.exists():
             return
         good: list[str] = []
+        bad: list[str] = []
         raw = self.path.read_bytes().decode("utf-8", errors="replace")
         for line, record in _scan(raw):
             if record is None or record["id"] in self.records:
-                self.dropped += 1
+                bad.append(line)
                 continue
             self.records[record["id"]] = record
             good.append(line)
-        if self.dropped or (raw and not raw.endswith("\n")):
+        self.dropped = len(bad)
+        if bad:
+            with self.dropped_path.open("a", encoding="utf-8") as handle:
+                handle.write("".join(b + "\n" for b in bad))
+                handle.flush()
+                os.fsync(handle.fileno())
+        if bad or (raw and not raw.endswith("\n")):
             write_text_atomic(self.path, "".join(g + "\n" for g in good))
+
+    @property
+    def dropped_path(self) -> Path:
+        """Where lines dropped on load are kept (torn, corrupt or repeated)."""
+        return self.path.with_name(self.path.name + ".dropped")
 
     def __contains__(self, case_id: str) -> bool:
         return case_id in self.records

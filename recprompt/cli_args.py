@@ -1,0 +1,106 @@
+"""Checks of command-line values that the option parser cannot make, as clear errors.
+
+Ranges (``--users 0``) and choices (``--sampler bogus``) are declared on the options; this
+module holds what needs more: ``--input`` JSON bounded in size, depth and number range, the
+protocol built from the flags (its validation errors become :class:`InputError`), and the
+list of files a command reads, so that an output never overwrites one of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from recprompt.errors import InputError, RecpromptError
+
+__all__ = ["MAX_INPUT_BYTES", "SAMPLERS", "input_paths", "make_protocol", "parse_input"]
+
+SAMPLERS = ("uniform", "popularity")
+"""Negative samplers of :class:`recprompt.data.Protocol` (a test keeps the two in step)."""
+
+MAX_INPUT_BYTES = 8 * 1024 * 1024
+"""Largest ``--input`` accepted; real inputs are a few kB, ``@/dev/zero`` never ends."""
+
+_INPUT_HINT = 'pass e.g. --input \'{"user_id": "12", "item_id": "55"}\' or --input @file.json'
+
+
+def _read_input_file(name: str) -> str:
+    try:
+        with open(name, "rb") as handle:
+            raw = handle.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"--input @{name}: {exc.strerror or exc}", hint=_INPUT_HINT) from None
+    if len(raw) > MAX_INPUT_BYTES:
+        raise InputError(
+            f"--input @{name} is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MB",
+            hint="pass a JSON object of the spec's inputs",
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"--input @{name} is not UTF-8 text ({exc})", hint=_INPUT_HINT) from None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_input(text: str) -> dict[str, Any]:
+    """``--input`` takes a JSON object, or @path to a JSON file (at most 8 MB)."""
+    raw = _read_input_file(text[1:]) if text.startswith("@") else text
+    if len(raw) > MAX_INPUT_BYTES:
+        raise InputError("--input is larger than 8 MB", hint=_INPUT_HINT)
+    try:
+        value = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise InputError("--input is nested too deeply", hint=_INPUT_HINT) from None
+    except ValueError as exc:  # JSONDecodeError, huge integers, out-of-range numbers
+        raise InputError(f"--input is not a valid JSON object: {exc}", hint=_INPUT_HINT) from None
+    if not isinstance(value, dict):
+        raise InputError("--input must be a JSON object of input names to values", hint=_INPUT_HINT)
+    return value
+
+
+def make_protocol(spec: Any, dataset: Any, **settings: Any) -> Any:
+    """The spec's default protocol with the flags' overrides; a bad value is an InputError."""
+    from pydantic import ValidationError
+
+    from recprompt.eval.cases import default_protocol
+
+    try:
+        return default_protocol(spec, dataset, **settings)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'protocol'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InputError(
+            f"invalid evaluation protocol: {problems}",
+            hint="check --users, --negatives, --history and --sampler",
+        ) from None
+
+
+def input_paths(spec: str, data: str | None = None) -> list[Path]:
+    """Files and folders a command reads: the spec file and the dataset, where they exist."""
+    from recprompt.library import resolve_spec_path
+
+    paths: list[Path] = []
+    with contextlib.suppress(RecpromptError):  # an unknown name fails later, with its message
+        paths.append(resolve_spec_path(spec))
+    if data is not None:
+        given = Path(data).expanduser()
+        if given.exists():
+            paths.append(given)
+        elif os.environ.get("RECPROMPT_DATA"):
+            paths.append(Path(os.environ["RECPROMPT_DATA"]).expanduser() / data)
+    return paths

@@ -1,0 +1,187 @@
+"""The command line on bad values and hostile text: exit status 2 with a clear message, never a
+traceback, and user text (keys, ids, paths, titles) printed literally, never as Rich markup."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from recprompt.cli import app
+
+# Arguments that must fail cleanly; each list runs after "dry-run p5.rating --data ml-100k".
+BAD_VALUES = {
+    "users 0": ["--users", "0"],
+    "users -1": ["--users", "-1"],
+    "negatives -1": ["--negatives", "-1"],
+    "history -1": ["--history", "-1"],
+    "limit -1": ["--limit", "-1"],
+}
+
+
+def _clean_failure(result) -> None:
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture()
+def ml100k(data_root, monkeypatch):
+    monkeypatch.setenv("RECPROMPT_DATA", str(data_root))
+    return data_root
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_bad_numbers_are_clear_errors(cli, ml100k, tmp_path, case):
+    base = ["p5.rating", "--data", "ml-100k"]
+    _clean_failure(cli.invoke(app, ["dry-run", *base, *BAD_VALUES[case]]))
+    if case != "limit -1":
+        out = tmp_path / "run"
+        _clean_failure(cli.invoke(app, ["eval", *base, "--out", str(out), *BAD_VALUES[case]]))
+
+
+def test_unknown_sampler_is_a_clear_error(cli, ml100k, tmp_path):
+    result = cli.invoke(
+        app,
+        ["eval", "p5.rating", "--data", "ml-100k", "--out", str(tmp_path / "r"),
+         "--sampler", "bogus", "--model", "none"],
+    )  # fmt: skip
+    _clean_failure(result)
+    assert "bogus" in result.output and "uniform" in result.output
+
+
+def test_samplers_offered_are_the_protocols():
+    from typing import get_args
+
+    from recprompt.cli_args import SAMPLERS
+    from recprompt.data import Protocol
+
+    assert get_args(Protocol.model_fields["sampler"].annotation) == SAMPLERS
+
+
+@pytest.mark.parametrize("where", ["folder", "missing parent", "proc"])
+def test_unwritable_dry_run_outputs_are_clear_errors(cli, ml100k, tmp_path, where):
+    out = {
+        "folder": tmp_path,
+        "missing parent": tmp_path / "no" / "such" / "p.jsonl",
+        "proc": Path("/proc/recprompt-prompts.jsonl"),
+    }[where]
+    args = ["dry-run", "p5.rating", "--data", "ml-100k", "--users", "2", "--out", str(out)]
+    result = cli.invoke(app, args)
+    _clean_failure(result)
+    assert str(out) in result.output
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_unwritable_eval_folders_are_clear_errors(cli, ml100k, tmp_path, where):
+    out = {"file": tmp_path / "f.txt", "proc": Path("/proc")}[where]
+    if where == "file":
+        out.write_text("mine\n")
+    args = ["eval", "p5.rating", "--data", "ml-100k", "--users", "2", "--out", str(out),
+            "--model", "none"]  # fmt: skip
+    _clean_failure(cli.invoke(app, args))
+    if where == "file":
+        assert out.read_text() == "mine\n"
+
+
+HOSTILE_INPUTS = {
+    "nested 100k": "[" * 100_000 + "]" * 100_000,
+    "nested object": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "1e400": '{"user_id": 1e400}',
+    "bare 1e400": "1e400",
+    "huge integer": '{"user_id": ' + "9" * 5000 + "}",
+    "NaN": '{"user_id": NaN}',
+    "dev zero": "@/dev/zero",
+    "missing file": "@/no/such/input.json",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_INPUTS))
+def test_hostile_inputs_are_clear_errors(cli, case):
+    result = cli.invoke(app, ["render", "p5.rating", "--input", HOSTILE_INPUTS[case]])
+    _clean_failure(result)
+    assert "--input" in result.output
+
+
+MARKUP = ["[/x]", "[bold red]X", "[link=http://e.vil]click[/link]", ":thumbs_up:"]
+
+
+@pytest.mark.parametrize("text", MARKUP)
+def test_user_text_is_printed_literally(cli, tmp_path, text):
+    bad_key = cli.invoke(
+        app, ["render", "p5.rating", "--input", json.dumps({text: 1, "user_id": "1"})]
+    )
+    assert bad_key.exit_code == 2 and text in bad_key.output, bad_key.output
+    assert "MarkupError" not in repr(bad_key.exception)
+    bad_variant = cli.invoke(
+        app, ["render", "p5.rating", "--variant", text, "--input", '{"user_id": "1"}']
+    )
+    assert bad_variant.exit_code == 2 and text in bad_variant.output, bad_variant.output
+    missing = tmp_path / f"{text.replace('/', '_')}.yaml"
+    bad_path = cli.invoke(app, ["validate", str(missing)])
+    assert bad_path.exit_code == 2 and str(missing) in bad_path.output, bad_path.output
+
+
+def test_titles_with_markup_render_literally(cli):
+    item = {"item_id": "1", "title": "[/x] [bold red]X"}
+    result = cli.invoke(
+        app,
+        ["render", "rank.listwise", "--input",
+         json.dumps({"history": [item], "candidates": [item, {"item_id": "2", "title": "Y"}]})],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.count("[/x] [bold red]X") >= 2  # the prompt and the constraint line
+
+
+def test_listwise_with_no_negatives_is_refused(cli, ml100k, tmp_path):
+    args = ["dry-run", "rank.listwise", "--data", "ml-100k", "--users", "2", "--negatives", "0"]
+    result = cli.invoke(app, args)
+    _clean_failure(result)
+    assert "top-10" in result.output and "--negatives 9" in result.output
+
+
+def test_more_users_than_exist_warns_in_dry_run(cli, tmp_path):
+    (tmp_path / "u.data").write_text(
+        "".join(
+            f"{u}\t{i}\t{1 + (u + i) % 5}\t{1000 + i}\n" for u in (1, 2, 3) for i in range(1, 9)
+        )
+    )
+    (tmp_path / "u.item").write_text(
+        "".join(f"{i}|Movie {i} (1990)|01-Jan-1990||" + "|0" * 19 + "\n" for i in range(1, 9)),
+        encoding="latin-1",
+    )
+    result = cli.invoke(
+        app, ["dry-run", "p5.rating", "--data", str(tmp_path), "--users", "5000", "--show", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    found = re.search(
+        r"--users 5000 requested, but the dataset has only (\d) eligible", result.output
+    )
+    assert found and 0 < int(found.group(1)) <= 3, result.output
+
+
+def test_baselines_only_from_the_command_line(cli, ml100k, tmp_path, monkeypatch):
+    import recprompt.backends
+
+    def no_model(*_a, **_k):
+        raise AssertionError("a baselines-only run must not build a model")
+
+    monkeypatch.setattr(recprompt.backends, "get_backend", no_model)
+    out = tmp_path / "base"
+    result = cli.invoke(
+        app,
+        ["eval", "rank.letters", "--data", "ml-100k", "--users", "20", "--out", str(out),
+         "--baselines-only", "--baselines", "random,popularity"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"] == "none" and set(report["baselines"]) == {"random", "popularity"}
+    assert report["usage"]["this_invocation"]["calls"] == 0
+    again = cli.invoke(
+        app,
+        ["eval", "rank.letters", "--data", "ml-100k", "--users", "20", "--out", str(out),
+         "--model", "none", "--baselines", "random,popularity"],
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output  # --model none is the same run
