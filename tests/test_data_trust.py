@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from recprompt.cli import app
+from recprompt.compile.program import Program
 from recprompt.data import (
     Dataset,
     Protocol,
@@ -373,6 +374,11 @@ def test_item_noun_comes_from_the_dataset(data_root: Path, cli, monkeypatch) -> 
         amazon = load_dataset(beauty)
         [case] = list(build_cases(spec, amazon, default_protocol(spec, amazon, n_users=1)))
         assert case.inputs["item_kind"] == "products"
+        pairwise = builtin("rank.pairwise")  # its prompt named movies in plain text before
+        [case] = list(build_cases(pairwise, amazon, default_protocol(pairwise, amazon, n_users=1)))
+        prompt = Program(pairwise).render(**case.inputs).text
+        assert "these products" in prompt and "Which product" in prompt
+        assert "movie" not in prompt
     pointwise = builtin("rank.pointwise")  # a singular default ("movie")
     [case] = list(build_cases(pointwise, ml, default_protocol(pointwise, ml, n_users=1)))
     assert case.inputs["item_kind"] == "movie"
@@ -382,3 +388,30 @@ def test_item_noun_comes_from_the_dataset(data_root: Path, cli, monkeypatch) -> 
     )
     assert result.exit_code == 0, result.output
     assert "Which of these films will I watch next?" in result.output
+
+
+# -- the README's example ------------------------------------------------------------------
+
+
+def test_readme_dataset_yaml_example_loads_and_evaluates_cases(tmp_path: Path, cli) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Bring your own dataset", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "books.yaml").write_text(example)
+    rows = ["reader,book,stars"] + [
+        f"r{u},b{(u + k) % 9},{1 + k % 5}" for u in range(6) for k in range(5)
+    ]
+    (tmp_path / "ratings.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "books.csv").write_text("id,name\n" + "".join(f"b{i},Book {i}\n" for i in range(9)))
+    ds = load_dataset(tmp_path / "books.yaml")
+    assert (len(ds), ds.n_users, ds.item_noun, ds.time) == (30, 6, "book", "none")
+    assert ds.display_title("b3") == "Book 3"
+    command = example.splitlines()[0].split(": ", 1)[1].split()
+    assert command[:4] == ["recprompt", "eval", "rank.letters", "--data"]
+    result = cli.invoke(
+        app,
+        ["dry-run", "rank.letters", "--data", str(tmp_path / "books.yaml"), "--holdout",
+         "random", "--negatives", "3", "--limit", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "books I watched" in result.output
