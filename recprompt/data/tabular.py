@@ -8,8 +8,9 @@ unless ``file_order_is_time`` says that rows are in time order.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from recprompt.data._finish import finish
 from recprompt.data._io import fail, parse_int, parse_rating, require
@@ -18,7 +19,10 @@ from recprompt.data.dataset import Dataset
 __all__ = ["load_csv", "load_item_table"]
 
 
-def _reader(path: Path, delimiter: str, encoding: str, columns: tuple[str | None, ...]):
+def _reader(
+    path: Path, delimiter: str, encoding: str, columns: tuple[str | None, ...]
+) -> tuple[IO[str], csv.DictReader, list[str]]:
+    """An open file, its DictReader and header; a DataError names a missing column."""
     try:
         fh = path.open(encoding=encoding, newline="")
     except OSError as exc:
@@ -41,7 +45,10 @@ def _reader(path: Path, delimiter: str, encoding: str, columns: tuple[str | None
     return fh, reader, fields
 
 
-def _rows(path: Path, fh: Any, reader: csv.DictReader, fields: list[str]):
+def _rows(
+    path: Path, fh: IO[str], reader: csv.DictReader, fields: list[str]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs; ragged rows and undecodable bytes are DataErrors."""
     with fh:
         try:
             for row in reader:
