@@ -26,3 +26,18 @@ def data_root() -> Path:
 @pytest.fixture()
 def cli() -> CliRunner:
     return CliRunner()
+
+
+_EXTRA_MISSING = ("extra not installed", "needs llama-cpp-python", "needs the default GGUF")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI every test an extra enables must run: a skip for a missing extra is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[-1])
+        if any(words in reason for words in _EXTRA_MISSING):
+            report.outcome = "failed"
+            report.longrepr = f"CI installs every extra, but this test was skipped: {reason}"

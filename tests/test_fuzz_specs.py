@@ -570,7 +570,9 @@ def test_good_decorated_function_still_builds() -> None:
 
 def test_rating_scale_still_accepts_fine_steps() -> None:
     """The bound on rating labels leaves real scales alone (0..10 in halves, 1..5)."""
-    text = REGRESSIONS["tiny rating step"].replace(
-        "scale: [0, 1000000], step: 0.001", "scale: [0, 10], step: 0.5"
+    text = (
+        REGRESSIONS["tiny rating step"]
+        .replace("scale: [0, 1000000], step: 0.001", "scale: [0, 10], step: 0.5")
+        .replace("metric: auc", "metric: rmse")  # a rating computes rmse/mae, never auc
     )
     assert len(parse_spec(text, FILE).output.labels()) == 21

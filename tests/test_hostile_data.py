@@ -392,12 +392,18 @@ def test_choice_outputs_refuse_whitespace_options() -> None:
 
 @pytest.mark.parametrize("expression", ["2**100000000", "'x' * 10**9", "[1] * 10**9"])
 def test_spec_templates_cannot_ask_for_huge_values(expression: str) -> None:
-    """The sandbox bounds ** and *, so a template cannot hang rendering or exhaust memory."""
+    """The sandbox bounds ** and *, so a template cannot hang rendering or exhaust memory:
+    validation's trial render refuses it, and so does rendering a spec that skipped it."""
     import recprompt
 
-    spec = recprompt.parse_spec(
+    text = (
         "name: t\ntask: other\ninputs: {u: str}\n"
         f'template: "{{{{ u }}}} {{{{ {expression} }}}}"\noutput: {{type: text}}\n'
+    )
+    with pytest.raises(recprompt.RecpromptError, match="limit"):
+        recprompt.parse_spec(text)
+    spec = recprompt.parse_spec(text.replace(expression, "1")).model_copy(
+        update={"template": f"{{{{ u }}}} {{{{ {expression} }}}}"}
     )
     with pytest.raises(recprompt.RecpromptError, match="limit"):
         recprompt.Program(spec).render(u="x")

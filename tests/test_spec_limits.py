@@ -72,6 +72,14 @@ def test_recursive_anchor_is_refused() -> None:
         parse_spec(text, "loop.yaml")
 
 
+def test_deep_brackets_are_refused_before_the_quadratic_scanner() -> None:
+    started = time.monotonic()
+    with pytest.raises(SpecError, match="nest deeper than 100") as caught:
+        parse_spec(BASE + "x: " + "[" * 100_000 + "\n", "deep.yaml")
+    assert time.monotonic() - started < 2
+    assert (caught.value.location.line, caught.value.location.column) == (11, 104)
+
+
 def test_aliases_within_the_bound_still_load() -> None:
     text = BASE.replace("metric: rmse", "metric: &m rmse\ndescription: *m")
     assert parse_spec(text).description == "rmse"

@@ -23,7 +23,7 @@ PACKAGES = (
     "recprompt",
     "dspy",
     "llama_cpp_python",
-    "outlines",
+    "outlines_core",
     "litellm",
     "pydantic",
     "numpy",

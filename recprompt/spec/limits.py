@@ -203,12 +203,14 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
             bits = max(abs(left).bit_length(), 1) * right
             if abs(left) > 1 and bits > MAX_INT_BITS:
                 raise TemplateResourceError(
-                    f"the power would have about {bits:,} bits, above {MAX_INT_BITS:,}"
+                    f"the power would have about {bits:,} bits, above the limit of {MAX_INT_BITS:,}"
                 )
     elif operator == "*":
         both_int = isinstance(left, int) and isinstance(right, int)
         if both_int and abs(left).bit_length() + abs(right).bit_length() > MAX_INT_BITS:
-            raise TemplateResourceError(f"the product would exceed {MAX_INT_BITS:,} bits")
+            raise TemplateResourceError(
+                f"the product would exceed the limit of {MAX_INT_BITS:,} bits"
+            )
     elif operator == "+":
         if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
             _refuse_size(len(left) + len(right), "concatenation")

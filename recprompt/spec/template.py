@@ -16,7 +16,6 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.exceptions import SecurityError
 from jinja2.runtime import Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -97,7 +96,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         limits.check_binop(operator, left, right)
         if operator == "**":
             if isinstance(right, int) and abs(right) > MAX_POWER:
-                raise SecurityError(f"exponent {right} is above the limit of {MAX_POWER}")
+                raise limits.TemplateResourceError(
+                    f"exponent {right} is above the limit of {MAX_POWER}"
+                )
             return left**right
         if operator == "+":
             return left + right
@@ -107,7 +108,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             left, right = right, left
         repeats = isinstance(left, str | list | tuple) and isinstance(right, int)
         if repeats and len(left) * right > MAX_REPEAT:
-            raise SecurityError(f"repetition above the limit of {MAX_REPEAT} elements")
+            raise limits.TemplateResourceError(
+                f"repetition above the limit of {MAX_REPEAT} elements"
+            )
         return left * right
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:

@@ -13,18 +13,55 @@ win silently, which turns a copy-paste mistake into a different task.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
 
 from recprompt.errors import Location, SpecError
 
-__all__ = ["MAX_NODES", "MAX_SPEC_BYTES", "check_size", "compose_bounded"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "MAX_SPEC_BYTES",
+    "check_depth",
+    "check_size",
+    "compose_bounded",
+]
 
 MAX_SPEC_BYTES = 1_000_000
 """Largest spec file read (a built-in spec is under 10 kB; a 50 MB spec took 103 s)."""
 MAX_NODES = 200_000
 """Most YAML nodes a spec may hold once every alias is expanded."""
+
+
+MAX_DEPTH = 100
+"""Deepest bracket nesting read (PyYAML's scanner is quadratic in flow depth: 5,000 ``[``
+took 9 s before failing)."""
+_DEPTH = {"[": 1, "{": 1, "]": -1, "}": -1}
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def check_depth(text: str, file: str) -> None:
+    """Refuse brackets nested deeper than :data:`MAX_DEPTH` before the scanner sees them.
+
+    A plain count (strings and block scalars included): Jinja's ``{{ }}`` and ``{% %}``
+    close what they open, so a real spec stays far below the bound.
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        index = match.start()
+        depth = max(depth + _DEPTH[match.group()], 0)
+        if depth > MAX_DEPTH:
+            before = text[:index]
+            line, column = before.count("\n") + 1, index - before.rfind("\n")
+            raise SpecError(
+                f"brackets nest deeper than {MAX_DEPTH} levels",
+                location=Location(file, line, column),
+                hint="flatten the spec; a task spec needs a few levels of nesting",
+            )
 
 
 def check_size(size: int, file: str) -> None:
@@ -116,6 +153,7 @@ def compose_bounded(text: str, file: str) -> tuple[yaml.Node | None, Any]:
     ``yaml.YAMLError`` for the caller to place; bound violations raise :class:`SpecError`.
     """
     check_size(len(text.encode("utf-8", "surrogatepass")), file)
+    check_depth(text, file)
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
