@@ -176,3 +176,19 @@ def test_real_model_tiny_optimize(tmp_path: Path, data_root: Path) -> None:
     )
     assert outcome.report["calls"]["total"] <= 24
     assert recprompt.load(outcome.path).render(user_id="1", item_id="2").text
+
+
+def test_report_pairs_tuned_with_zero_shot_on_the_same_test_users(tmp_path: Path) -> None:
+    outcome, _ = run(tmp_path)
+    paired = outcome.report["paired_test"]
+    assert set(paired) == {"mse", "mae"}  # RMSE pairs per-case squared errors
+    mae = paired["mae"]
+    results = outcome.report["results"]
+    expected = (
+        results["tuned"]["test"]["mae"]["value"] - results["zero_shot"]["test"]["mae"]["value"]
+    )
+    assert mae["difference"] == pytest.approx(expected)
+    assert mae["cases"] == results["tuned"]["test"]["cases"] > 0
+    assert mae["low"] <= mae["difference"] <= mae["high"] and 0 < mae["p_value"] <= 1
+    markdown = (tmp_path / "tuned.report.md").read_text()
+    assert "Tuned minus zero-shot on the same test users (rmse)" in markdown

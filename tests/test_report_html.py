@@ -225,3 +225,20 @@ def test_plots_show_every_metric_with_error_bars_and_integer_positions(runs) -> 
     plt.close(fig)
     assert all((runs["a"] / n).stat().st_size for n in ("metrics.png", "paired.png"))
     assert (runs["a"] / "position_bias.png").exists()
+
+
+def test_a_rating_run_pairs_errors_and_renders_its_cases(tmp_path) -> None:
+    program = recprompt.load("p5.rating", backend=FakeBackend())
+    data = hostile_dataset()
+    protocol = default_protocol(program.spec, data.name, n_users=8, seed=0)
+    report = evaluate(
+        program, data, protocol, tmp_path, baselines=["global_mean", "user_mean"], progress=False
+    )
+    assert set(report["paired"]["global_mean"]) == {"mse", "mae"}
+    assert report["paired"]["user_mean"]["mae"]["better"] == "lower"
+    page = (tmp_path / "report.html").read_text()
+    data_json = re.search(r'id="case-data">(.*?)</script>', page, re.S).group(1)
+    payload = json.loads(data_json)
+    assert payload["rule"] == "hit: the prediction is within 0.5 of the truth"
+    assert len(payload["rows"]) == report["cases"] and payload["metric_names"] == ["rmse", "mae"]
+    assert all(isinstance(r["answer"], float) and r["prompts"] for r in payload["rows"])

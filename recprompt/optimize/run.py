@@ -20,6 +20,7 @@ from recprompt.data import Dataset
 from recprompt.environment import numeric_environment
 from recprompt.errors import InputError
 from recprompt.eval.scoring import summarize
+from recprompt.eval.significance import paired_name, paired_table
 from recprompt.optimize.budget import CallMeter
 from recprompt.optimize.saved import save_program
 from recprompt.optimize.search import (
@@ -71,6 +72,14 @@ def _table(report: dict[str, Any]) -> str:
             f"{ci['value']:.4f} | [{ci.get('ci_low', float('nan')):.4f}, "
             f"{ci.get('ci_high', float('nan')):.4f}] |"
         )
+    d = report.get("paired_test", {}).get(paired_name(metric))
+    if d:
+        lines += [
+            "",
+            f"Tuned minus zero-shot on the same test users ({metric}): {d['difference']:+.4f} "
+            f"[{d['low']:+.4f}, {d['high']:+.4f}], p = {d['p_value']:.4f} (paired bootstrap, "
+            "sign-flip test).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -166,6 +175,7 @@ def _report(
     zero = Config(spec.variant().id, 0, "none", _default_history(spec))
     metric = ctx.metric
     results: dict[str, Any] = {}
+    tested: dict[str, Any] = {}
     for name, config, program in (
         ("zero_shot", zero, None),
         ("tuned", result.best, result.program),
@@ -178,6 +188,13 @@ def _report(
             row[part] = summarize(values, seed)
             row[part]["cases"] = len(cases)
         results[name] = row
+        tested[name] = ([c.id for c in cases], values)  # the last part: the test users
+    (zero_ids, zero_values), (tuned_ids, tuned_values) = tested["zero_shot"], tested["tuned"]
+    paired = (
+        paired_table(tuned_values, {"zero_shot": zero_values}, seed=seed)
+        if zero_ids == tuned_ids  # the same test cases in the same order
+        else {}
+    )
     return {
         "spec": spec.name,
         "metric": metric,
@@ -195,5 +212,6 @@ def _report(
         "plan": result.plan.describe(),
         "tuned": {"config": asdict(result.best), "label": result.best.label()},
         "results": results,
+        "paired_test": paired.get("zero_shot", {}),
         "trials": result.trials,
     }
