@@ -28,6 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from server_fixture import LlamaServer
+
 from recprompt.backends import LocalBackend
 from recprompt.backends.litellm_backend import LiteLLMBackend
 from recprompt.compile.program import Program
@@ -36,7 +38,6 @@ from recprompt.eval.cases import build_cases, default_protocol
 from recprompt.metrics.ranking import hit_rate_at_k, ndcg_at_k, rank_of
 from recprompt.rank import rank
 from recprompt.spec import load_spec
-from server_fixture import LlamaServer
 
 from _common import write_result
 
@@ -140,6 +141,10 @@ def letters_scores(spec: Any, cases: list[Any], backend: Any) -> dict[str, Any]:
     }
 
 
+def max_diff(a: list[float], b: list[float]) -> float:
+    return round(max(abs(x - y) for x, y in zip(a, b, strict=True)), 5)
+
+
 def public(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if not k.startswith("_")}
 
@@ -203,12 +208,8 @@ def main() -> None:
             "expected_rating": {
                 "server_top_logprobs": public(remote_rating),
                 "local_backend": public(local_rating),
-                "max_abs_expected_rating_diff": round(
-                    max(
-                        abs(a - b)
-                        for a, b in zip(remote_rating["_values"], local_rating["_values"])
-                    ),
-                    5,
+                "max_abs_expected_rating_diff": max_diff(
+                    remote_rating["_values"], local_rating["_values"]
                 ),
                 **prob_diffs(remote_rating["_probs"], local_rating["_probs"]),
                 "truncated_scores": truncated_rating,
