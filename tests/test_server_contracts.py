@@ -135,7 +135,7 @@ def test_vllm_contract_scoring_requests():
     assert "structured_outputs" not in first  # a constraint would change the distribution
     assert echo["echo"] is True and echo["logprobs"] == 1
     assert echo["prompt"] == ["Pick|Heat (1995)", "Pick|Fargo (1996)"]
-    assert stars[1:] == [-3.0, math.log(math.exp(-1.5) + math.exp(-2.0)), -0.5]
+    assert stars[1:] == [-3.0, -2.0, -0.5]  # the exact token, not ' 4'
     assert stars[0] == -3.0 and backend.usage.truncated_scores == 1  # "1" was outside top-k
     assert titles == [-1.5, -2.5]
 
@@ -252,6 +252,8 @@ def test_constraint_table_has_no_server_specific_leaks():
 
 
 def test_option_logprobs_merges_whitespace_variants_and_flags_truncation():
-    scored = option_logprobs({" Yes": -1.0, "Yes": -1.0, "No": -3.0}, ["Yes", "No", "Maybe"])
-    assert scored.logprobs[0] == pytest.approx(-1.0 + math.log(2))
-    assert scored.truncated == ["Maybe"] and scored.logprobs[2] == -3.0
+    alternatives = {" Yes": -1.0, "Yes": -1.2, " No": -2.0, "\nNo": -2.5, "x": -4.0}
+    scored = option_logprobs(alternatives, ["Yes", "No", "Maybe"])
+    assert scored.logprobs[0] == -1.2  # the exact text, as the local backend scores it
+    assert scored.logprobs[1] == pytest.approx(math.log(math.exp(-2.0) + math.exp(-2.5)))
+    assert scored.truncated == ["Maybe"] and scored.logprobs[2] == -4.0

@@ -55,7 +55,7 @@ def test_expected_rating_from_top_logprobs_equals_the_local_backend(served, loca
     assert max(abs(a - b) for a, b in zip(remote, here, strict=True)) <= PROB_TOLERANCE
     expected = sum(int(s) * p for s, p in zip(STARS, remote, strict=True))
     assert abs(expected - sum(int(s) * p for s, p in zip(STARS, here, strict=True))) < 0.1
-    assert served.usage.truncated_scores == 0  # all five digits were in the top 50
+    assert served.usage.truncated_scores == 0  # all five digits were in the top 1000
 
 
 def test_letters_from_top_logprobs_rank_like_the_local_backend(served, local):

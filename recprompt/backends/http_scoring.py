@@ -101,7 +101,8 @@ def _logsumexp(values: Iterable[float]) -> float:
 
 
 def option_logprobs(alternatives: dict[str, float], options: Sequence[str]) -> OptionScores:
-    """Each option's log-probability among the alternatives, merged over whitespace variants.
+    """Each option's log-probability among the alternatives: the exact text, else its
+    whitespace variants added together.
 
     An option absent from the alternatives gets the smallest value shown and is listed in
     ``truncated``: its true value is at most that.
@@ -117,7 +118,9 @@ def option_logprobs(alternatives: dict[str, float], options: Sequence[str]) -> O
     out, truncated = [], []
     for option in options:
         values = grouped.get(option.strip())
-        if values:
+        if option in alternatives:  # the exact text, as the local backend scores it
+            out.append(alternatives[option])
+        elif values:  # only whitespace variants (" A" after a prompt without the space)
             out.append(_logsumexp(values))
         else:
             out.append(floor)

@@ -100,7 +100,8 @@ def _retry_after(exc: BaseException) -> float | None:
 class LiteLLMBackend:
     """A model behind litellm: ``openai/<name>`` plus ``api_base`` for any OpenAI-compatible
     server, or any litellm provider string. Text prompts use text completion in
-    ``mode="completion"`` (base models) and become one user message in ``mode="chat"``;
+    ``mode="completion"`` (base models; the default with an api_base) and become one user
+    message in ``mode="chat"`` (the default for hosted providers);
     message-list prompts always use chat."""
 
     def __init__(
@@ -108,7 +109,7 @@ class LiteLLMBackend:
         model: str,
         api_base: str | None = None,
         api_key: str | None = None,
-        mode: Literal["completion", "chat"] = "completion",
+        mode: Literal["completion", "chat"] | None = None,
         max_retries: int = 3,
         timeout: float = 60,
         *,
@@ -116,6 +117,8 @@ class LiteLLMBackend:
         max_repairs: int | None = None,
         backoff: float = 0.5,
     ) -> None:
+        if mode is None:  # hosted models are chat models; a local server serves completions
+            mode = "chat" if api_base is None else "completion"
         if mode not in ("completion", "chat"):
             raise BackendError(f"mode must be 'completion' or 'chat', got {mode!r}")
         self.model = model

@@ -79,8 +79,10 @@ class ServerInfo:
 
     @property
     def top_logprobs_limit(self) -> int:
-        """The most alternatives per position the server returns (OpenAI and vLLM: 20)."""
-        return {"llama_cpp": 50, "ollama": 20}.get(self.kind, 20)
+        """Alternatives per position asked for: OpenAI and vLLM (default ``max_logprobs``)
+        allow 20; llama.cpp's server has no cap and sorts the whole vocabulary either way, so
+        1000 (the 270M base model puts candidate letters a few hundred places down)."""
+        return {"llama_cpp": 1000}.get(self.kind, 20)
 
     @property
     def scores_continuations(self) -> bool:

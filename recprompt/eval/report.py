@@ -93,6 +93,7 @@ def write_markdown(out: Path, report: dict[str, Any]) -> Path:
     lines += markdown_lines(report.get("paired") or {})
     lines += ["", "## Validity", ""]
     lines += [f"- {k}: {v}" for k, v in report["validity"].items()]
+    lines += _server_notes(report.get("usage", {}).get("all_cases", {}))
     if report.get("position"):
         lines += ["", "## Hit rate by the positive's position in the candidate list", ""]
         lines += ["| position | cases | hit rate |", "|---|---|---|"]
@@ -104,6 +105,22 @@ def write_markdown(out: Path, report: dict[str, Any]) -> Path:
     path = out / "report.md"
     write_text_atomic(path, "\n".join(lines))
     return path
+
+
+def _server_notes(usage: dict[str, Any]) -> list[str]:
+    """Repairs and truncated scores of a server run, said in words (see http_scoring)."""
+    notes = []
+    if usage.get("invalid_before_repair"):
+        notes.append(
+            f"- invalid answers before repair: {int(usage['invalid_before_repair'])}, "
+            f"still invalid after repair: {int(usage.get('invalid_after_repair', 0))}"
+        )
+    if usage.get("truncated_scores"):
+        notes.append(
+            f"- {int(usage['truncated_scores'])} option score(s) fell outside the server's "
+            "top_logprobs limit and were set to the smallest value shown (an upper bound)"
+        )
+    return notes
 
 
 def position_table(records: Sequence[dict[str, Any]], k: int = 10) -> list[dict[str, Any]]:
