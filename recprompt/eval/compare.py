@@ -241,6 +241,7 @@ def compare_runs(
             metric_names=metric_names,
             summaries=list(zip(runs, summaries, strict=True)),
             plots=plots,
+            rule=payloads[0]["rule"],
             paired_plots=paired_plots(paired, "run − reference"),
             css=asset("style.css"),
             common_js=asset("common.js"),
