@@ -114,9 +114,10 @@ def test_vllm_contract_scoring_requests():
     def answer(request, n):
         if request.body.get("echo"):
             prompts = request.body["prompt"]
+            prompts = [prompts] if isinstance(prompts, str) else prompts
             choices = []
             for i, text in enumerate(prompts):
-                cut = text.index("|") + 1  # the test prompt ends with '|'
+                cut = text.index("|") + 1 if "|" in text else len("Rating: ")
                 offsets = [0, cut, cut + 2]
                 choice = {"index": i, "text": text, "finish_reason": "length",
                           "logprobs": {"tokens": ["a", "b", "c"], "text_offset": offsets,
@@ -130,13 +131,15 @@ def test_vllm_contract_scoring_requests():
         backend = served(server)
         stars = backend.score("Rating: ", ["1", "3", "4", "5"])
         titles = backend.score("Pick|", ["Heat (1995)", "Fargo (1996)"])
-    first, echo = server.posts[0].body, server.posts[1].body
+    first, rescore, echo = (r.body for r in server.posts)
     assert (first["logprobs"], first["max_tokens"], first["prompt"]) == (20, 1, "Rating: ")
     assert "structured_outputs" not in first  # a constraint would change the distribution
     assert echo["echo"] is True and echo["logprobs"] == 1
     assert echo["prompt"] == ["Pick|Heat (1995)", "Pick|Fargo (1996)"]
     assert stars[1:] == [-3.0, -2.0, -0.5]  # the exact token, not ' 4'
-    assert stars[0] == -3.0 and backend.usage.truncated_scores == 1  # "1" was outside top-k
+    # "1" was outside the top-k: vLLM scores it exactly from an echoed prompt instead
+    assert rescore["prompt"] == "Rating: 1" and rescore["echo"] is True
+    assert stars[0] == -1.0 and backend.usage.truncated_scores == 0
     assert titles == [-1.5, -2.5]
 
 

@@ -73,12 +73,20 @@ def test_letters_from_top_logprobs_rank_like_the_local_backend(served, local):
     )
 
 
+LIKELIHOOD_TOLERANCE = 0.5
+"""Nats per candidate: the server evaluates prompt and candidate in one batch, the local
+backend the candidate in its own block-aligned batch; Q4_K_M numerics then differ by up to
+0.4 nats per title (measured), while the order of the candidates is kept."""
+
+
 def test_candidate_likelihood_from_echoed_logprobs_equals_the_local_backend(served, local):
     prompt = "My favourite film of 1995 is"
-    titles = [" Heat", " Babe"]
+    titles = [" Heat (1995)", " Jumanji (1995)"]  # several tokens each: echo scoring
+    assert served.score_method(titles) == "continuation"
     remote = served.score(prompt, titles)
     here = local.score(prompt, titles)
-    assert max(abs(a - b) for a, b in zip(remote, here, strict=True)) < 0.2  # nats
+    assert max(abs(a - b) for a, b in zip(remote, here, strict=True)) < LIKELIHOOD_TOLERANCE
+    assert (remote[0] > remote[1]) == (here[0] > here[1])
 
 
 def test_rating_scale_and_item_from_candidates_are_enforced_by_the_server(served):

@@ -4,10 +4,12 @@ Two ways a server can score, and what each serves:
 
 * **top_logprobs** (every OpenAI-compatible server that returns logprobs): one generated
   token, with the ``k`` most likely alternatives at that position. An option's log-probability
-  is read from the alternative whose text is the option (its variants with surrounding
-  whitespace added together). This serves single-token labels: rating digits, Yes/No,
-  candidate letters. An option outside the top ``k`` is *truncated*: it gets the smallest
-  log-probability shown (an upper bound on its true value) and is counted in
+  is read from the alternative whose text is exactly the option, as the local backend scores
+  it (failing that, from its whitespace variants added together). This serves single-token
+  labels: rating digits, Yes/No, candidate letters. On vLLM, which scores echoed prompts
+  cheaply, an option not found exactly is scored as a continuation instead, so nothing is
+  approximated; elsewhere an option outside the top ``k`` is *truncated*: it gets the
+  smallest log-probability shown (an upper bound on its true value) and is counted in
   ``Usage.truncated_scores``, which reports print.
 * **continuation** (``echo`` with ``logprobs``: vLLM, llama.cpp's server): the server returns
   the log-probability of every prompt token, so ``prompt + candidate`` scores the candidate's
@@ -24,7 +26,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from recprompt.errors import BackendError
@@ -54,6 +56,8 @@ class OptionScores:
 
     logprobs: list[float]
     truncated: list[str]
+    variants: list[str] = field(default_factory=list)
+    """Options read from whitespace variants (e.g. `` A`` for ``A``), not their exact text."""
 
 
 def top_logprobs_body(prompt: Any, *, chat: bool, k: int) -> dict[str, Any]:
@@ -115,17 +119,18 @@ def option_logprobs(alternatives: dict[str, float], options: Sequence[str]) -> O
         key = token.strip()
         if key:
             grouped.setdefault(key, []).append(value)
-    out, truncated = [], []
+    out, truncated, variants = [], [], []
     for option in options:
         values = grouped.get(option.strip())
         if option in alternatives:  # the exact text, as the local backend scores it
             out.append(alternatives[option])
         elif values:  # only whitespace variants (" A" after a prompt without the space)
             out.append(_logsumexp(values))
+            variants.append(option)
         else:
             out.append(floor)
             truncated.append(option)
-    return OptionScores(out, truncated)
+    return OptionScores(out, truncated, variants)
 
 
 def continuation_body(prompts: list[str]) -> dict[str, Any]:

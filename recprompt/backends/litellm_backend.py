@@ -372,7 +372,9 @@ class LiteLLMBackend:
     # -- scoring over HTTP ------------------------------------------------------------------
 
     def score_method(self, continuations: Sequence[str]) -> str:
-        """``top_logprobs`` for short labels, ``continuation`` for longer texts; raises
+        """``top_logprobs`` for short labels (single words; on vLLM any not found exactly
+        among the alternatives is then scored as a continuation), ``continuation`` for longer
+        texts; raises
         :class:`BackendError` (before any call) when the server supports neither."""
         ways = self.scoring
         labels = all(hs.is_label(c) for c in continuations)
@@ -413,6 +415,14 @@ class LiteLLMBackend:
         path = "/chat/completions" if chat else "/completions"
         response = self._post(path, body, usage, stream=self.server == "llama_cpp")
         scored = hs.option_logprobs(hs.parse_top_logprobs(response, chat=chat), options)
+        inexact = [o for o in options if o in scored.truncated or o in scored.variants]
+        # vLLM scores echoed prompts in one cheap batched request; llama-cpp-python sorts the
+        # whole vocabulary for every echoed token (minutes for a long prompt), so there an
+        # option outside the top-k stays truncated, and is counted
+        if inexact and self.server == "vllm" and "continuation" in self.scoring:
+            assert isinstance(prompt, str)
+            exact = dict(zip(inexact, self._score_echo(prompt, inexact, usage), strict=True))
+            return [exact.get(o, v) for o, v in zip(options, scored.logprobs, strict=True)]
         usage.truncated_scores += len(scored.truncated)
         return scored.logprobs
 
