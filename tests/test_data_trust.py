@@ -415,3 +415,10 @@ def test_readme_dataset_yaml_example_loads_and_evaluates_cases(tmp_path: Path, c
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "books I watched" in result.output
+
+
+def test_integer_ids_become_strings() -> None:
+    ds = Dataset.from_records("ints", [1, 1, 1, 2, 2], [10, 11, 12, 10, 12], None, [1, 2, 3, 1, 2])
+    assert ds.user_ids() == ["1", "2"] and set(ds.item.tolist()) == {"10", "11", "12"}
+    cases = ranking_examples(ds, Protocol(n_negatives=0))
+    assert [(c.user_id, c.positive) for c in cases] == [("1", "12"), ("2", "12")]

@@ -168,7 +168,9 @@ class Dataset:
         n = len(user_ids)
         rating = np.full(n, np.nan) if ratings is None else np.asarray(ratings, dtype=float)
         ts = np.zeros(n, np.int64) if timestamps is None else np.asarray(timestamps, np.int64)
-        users, items = np.asarray(user_ids, object), np.asarray(item_ids, object)
+        # ids are strings everywhere (see the module docstring), whatever the caller passed
+        users = np.asarray([u if type(u) is str else str(u) for u in user_ids], object)
+        items = np.asarray([i if type(i) is str else str(i) for i in item_ids], object)
         return cls(name, users, items, rating, ts, **side)
 
     def __len__(self) -> int:

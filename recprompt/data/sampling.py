@@ -168,7 +168,7 @@ def iter_ranking_examples(ds: Dataset, protocol: Protocol) -> Iterator[RankingEx
     weights = np.bincount(item_codes[part == 0], minlength=len(pool)).astype(float)
     block = {u: k for k, u in enumerate(users)}
     target_rows = np.flatnonzero(part == wanted)
-    target_of = {ds.user[r]: int(r) for r in target_rows.tolist()}
+    target_of = {str(ds.user[r]): int(r) for r in target_rows.tolist()}
     for user in sample_users(list(target_of), protocol.n_users, protocol.seed):
         k = block[user]
         rows = order[bounds[k] : bounds[k + 1]]
