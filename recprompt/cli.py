@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from recprompt.errors import InputError, RecpromptError
@@ -38,7 +39,7 @@ def guarded(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except RecpromptError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -219,14 +220,35 @@ CacheOpt = Annotated[
 ]
 
 
-def build_backend(model: str, api_base: str | None, cache: bool) -> Any:
-    from recprompt.backends import get_backend
+ConcurrencyOpt = Annotated[
+    int, typer.Option("--concurrency", "-j", help="Calls in flight at once (AIMD on 429s).")
+]
+RpmOpt = Annotated[int | None, typer.Option("--rpm", help="Cap on requests per minute.")]
+TpmOpt = Annotated[int | None, typer.Option("--tpm", help="Cap on tokens per minute.")]
 
+
+def build_backend(
+    model: str,
+    api_base: str | None,
+    cache: bool,
+    *,
+    concurrency: int = 1,
+    rpm: int | None = None,
+    tpm: int | None = None,
+) -> Any:
+    from recprompt.backends import get_backend
+    from recprompt.backends.throttle import Throttle, attach_throttle
+    from recprompt.eval.executor import check_concurrency
+
+    check_concurrency(concurrency)
+    Throttle(concurrency, rpm=rpm, tpm=tpm)  # validates the caps before anything is built
     backend = get_backend(model, **({"api_base": api_base} if api_base else {}))
     if cache:
         from recprompt.backends.cache import CachedBackend
 
         backend = CachedBackend(backend)
+    if concurrency > 1 or rpm is not None or tpm is not None:
+        attach_throttle(backend, concurrency, rpm=rpm, tpm=tpm)
     return backend
 
 
@@ -238,11 +260,12 @@ def load_program(
     cache: bool,
     temperature: float,
     seed: int,
+    **throttle: Any,
 ) -> Any:
     """The program of ``run`` and ``eval``: a spec or tuned program on the chosen backend."""
     import recprompt
 
-    backend = build_backend(model, api_base, cache)
+    backend = build_backend(model, api_base, cache, **throttle)
     return recprompt.load(
         spec, variant=variant, backend=backend, temperature=temperature, seed=seed
     )
@@ -259,12 +282,47 @@ def run(
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.0,
     seed: SeedOpt = 0,
     cache: CacheOpt = True,
+    concurrency: ConcurrencyOpt = 1,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
 ) -> None:
-    """Run a program on one input and print the typed prediction as JSON."""
+    """Run a program on one input and print the typed prediction as JSON.
 
-    program = load_program(spec, variant, model, api_base, cache, temperature, seed)
-    prediction = program(**parse_input(input))
-    out.print_json(prediction.model_dump_json())
+    ``--input @cases.jsonl`` runs every line (a JSON object each) with ``--concurrency``
+    calls in flight and prints one JSON prediction per line, in input order."""
+    batch = parse_batch(input) if input.startswith("@") and input.endswith(".jsonl") else None
+    throttle = {"concurrency": concurrency, "rpm": rpm, "tpm": tpm}
+    program = load_program(spec, variant, model, api_base, cache, temperature, seed, **throttle)
+    if batch is None:
+        prediction = program(**parse_input(input))
+        out.print_json(prediction.model_dump_json())
+        return
+    for prediction in program.batch(batch, concurrency=concurrency):
+        sys.stdout.write(prediction.model_dump_json() + "\n")
+    sys.stdout.flush()
+
+
+def parse_batch(text: str) -> list[dict[str, Any]]:
+    """``--input @cases.jsonl``: one JSON object per non-empty line."""
+    path = Path(text[1:])
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}", hint="pass --input @cases.jsonl") from None
+    cases = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{number}: not JSON: {exc.msg}") from None
+        if not isinstance(value, dict):
+            raise InputError(f"{path}:{number}: each line must be a JSON object of inputs")
+        cases.append(value)
+    if not cases:
+        raise InputError(f"{path} has no cases", hint="write one JSON object per line")
+    return cases
 
 
 @app.command("eval")
@@ -292,14 +350,30 @@ def eval_command(
     max_tokens: Annotated[int | None, typer.Option(help="Stop after N tokens.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after N seconds.")] = None,
     cache: CacheOpt = True,
+    concurrency: ConcurrencyOpt = 1,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (this process) or ray (Ray actors).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster (default: start one).")
+    ] = None,
+    ray_actors: Annotated[int, typer.Option("--ray-actors", help="Ray actors (shards).")] = 2,
 ) -> None:
     """Evaluate a program against baselines under a declared protocol; resumes in --out."""
     from recprompt.data import load_dataset
     from recprompt.eval.cases import default_protocol
-    from recprompt.eval.evaluate import evaluate
+    from recprompt.eval.evaluate import check_engine, evaluate
     from recprompt.eval.runner import Limits
 
-    program = load_program(spec, variant, model, api_base, cache, temperature, seed)
+    check_engine(engine, ray_address, ray_actors)
+    if engine == "ray":  # fail fast: Ray missing or its cluster unreachable
+        from recprompt.eval.ray_engine import connect
+
+        connect(ray_address)
+    throttle = {"concurrency": concurrency, "rpm": rpm, "tpm": tpm}
+    program = load_program(spec, variant, model, api_base, cache, temperature, seed, **throttle)
     dataset = load_dataset(data)
     protocol = default_protocol(
         program.spec,
@@ -320,6 +394,10 @@ def eval_command(
         out_dir,
         baselines=chosen,
         limits=Limits(max_calls, max_tokens, max_seconds),
+        concurrency=concurrency,
+        engine=engine,
+        ray_address=ray_address,
+        ray_actors=ray_actors,
     )
     out.print((out_dir / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
     out.print(f"[dim]report: {out_dir / 'report.json'} · {report['cases']} cases[/]")
@@ -351,15 +429,19 @@ def optimize_command(
     model: ModelOpt = "local",
     api_base: ApiBaseOpt = None,
     cache: CacheOpt = True,
+    concurrency: ConcurrencyOpt = 1,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
 ) -> None:
     """Tune demonstrations, selector, variant and history length; save PROGRAM.json + report."""
     from recprompt.data import load_dataset
     from recprompt.optimize import optimize
 
+    backend = build_backend(model, api_base, cache, concurrency=concurrency, rpm=rpm, tpm=tpm)
     outcome = optimize(
         spec,
         load_dataset(data),
-        build_backend(model, api_base, cache),
+        backend,
         budget=budget,
         out=out_file,
         seed=seed,
@@ -368,6 +450,7 @@ def optimize_command(
         test_users=test_users,
         report=report,
         announce=lambda text: out.print(text, markup=False, highlight=False),
+        concurrency=concurrency,
     )
     if report:
         md = outcome.path.with_suffix("").as_posix() + ".report.md"

@@ -13,6 +13,11 @@ message appended, at most ``max_repairs`` times. A repair sees the output and th
 never a label. For an ItemList under a grammar the repair instead keeps the distinct prefix of
 the bad answer and forbids its items in the open positions, so each re-ask makes progress.
 
+Requests to ``openai/<model>`` at an ``api_base`` (any OpenAI-compatible server) go through
+one pooled HTTP client kept for the run (:mod:`recprompt.backends.openai_http`), not through
+litellm's per-call client; a shared :class:`~recprompt.backends.throttle.Throttle` bounds the
+requests in flight when a run sets ``--concurrency``.
+
 Transport failures (HTTP 429 honouring Retry-After, 5xx, timeouts, refused connections) are
 retried with exponential backoff, at most ``max_retries`` times, each request bounded by
 ``timeout`` seconds; then :class:`~recprompt.errors.ServerError`. ``Usage.calls`` counts
@@ -21,6 +26,7 @@ requests sent, ``Usage.retries`` counts transport retries plus repairs.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -29,6 +35,8 @@ from typing import Any, Literal
 
 from recprompt.backends.base import Completion, Prompt, Usage
 from recprompt.backends.grammar import gbnf_for, itemlist_gbnf, itemlist_prefix_text
+from recprompt.backends.openai_http import client_for
+from recprompt.backends.throttle import Throttle, is_rate_limit, response_tokens
 from recprompt.constraints import Constraint, FreeText, ItemList, JsonObject
 from recprompt.errors import BackendError, ModelNotFoundError, OutputError, ServerError
 
@@ -110,6 +118,8 @@ class LiteLLMBackend:
         self.backoff = backoff
         self.name = f"litellm:{model}" + (f"@{self.api_base}" if self.api_base else "")
         self._server: ServerKind = server
+        self.throttle: Throttle | None = None
+        """Shared by a run's threads: AIMD on rate limits, RPM/TPM caps (see .throttle)."""
 
     # -- server detection -------------------------------------------------------------------
 
@@ -168,9 +178,19 @@ class LiteLLMBackend:
 
         def send() -> Any:
             usage.calls += 1
-            if chat:
-                return litellm.completion(**kwargs)
-            return litellm.text_completion(**kwargs)
+            call = litellm.completion if chat else litellm.text_completion
+            if self.api_base and self.model.startswith("openai/"):  # one pooled client
+                call = functools.partial(
+                    client_for(self.api_base, self.api_key, self.timeout).send, chat
+                )
+            if self.throttle is None:
+                return call(**kwargs)
+            return self.throttle.call(
+                lambda: call(**kwargs),
+                is_rate_limit=is_rate_limit,
+                retry_after=_retry_after,
+                tokens=response_tokens,
+            )
 
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries + 1),

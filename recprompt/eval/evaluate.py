@@ -37,7 +37,14 @@ from recprompt.eval.store import ResultStore
 from recprompt.rank import ranking_diagnostics
 from recprompt.types import ItemListOutput, ItemOutput, RatingOutput
 
-__all__ = ["RANKING_BASELINES", "RATING_BASELINES", "evaluate", "spec_hash"]
+__all__ = [
+    "ENGINES",
+    "RANKING_BASELINES",
+    "RATING_BASELINES",
+    "check_engine",
+    "evaluate",
+    "spec_hash",
+]
 
 RANKING_BASELINES = ("random", "popularity", "itemknn", "bpr")
 RATING_BASELINES = ("global_mean", "user_mean", "item_mean")
@@ -88,6 +95,22 @@ def _rating_baselines(
     return out
 
 
+ENGINES = ("local", "ray")
+
+
+def check_engine(engine: str, ray_address: str | None, ray_actors: int = 2) -> None:
+    """Refuse an unknown engine or Ray options without Ray, before any work."""
+    if engine not in ENGINES:
+        raise InputError(
+            f"unknown engine {engine!r}",
+            hint="use --engine local (this process, --concurrency threads) or --engine ray",
+        )
+    if engine != "ray" and ray_address is not None:
+        raise InputError("--ray-address needs --engine ray", hint="add --engine ray")
+    if isinstance(ray_actors, bool) or not isinstance(ray_actors, int) or ray_actors < 1:
+        raise InputError(f"--ray-actors must be a positive integer, got {ray_actors!r}")
+
+
 def attach_declared_prior(program: Program, train: Dataset, seed: int) -> None:
     """Fit the collaborative prior a spec's ``rank:`` declares, on training data only."""
     declared = program.spec.rank
@@ -110,9 +133,27 @@ def evaluate(
     baselines: list[str] | None = None,
     limits: Limits = Limits(),
     progress: bool = True,
+    concurrency: int = 1,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_actors: int = 2,
 ) -> dict[str, Any]:
-    """Run (or resume) the program over the protocol's cases and write the report."""
+    """Run (or resume) the program over the protocol's cases and write the report.
+
+    ``concurrency`` keeps that many cases in flight; ``engine="ray"`` spreads the cases over
+    ``ray_actors`` Ray actors (a local cluster, or the one at ``ray_address``). The report is
+    the same whatever the engine and concurrency.
+    """
+    from recprompt.eval.executor import check_concurrency
+
     out = Path(out)
+    check_concurrency(concurrency)
+    check_engine(engine, ray_address, ray_actors)
+    cluster = None
+    if engine == "ray":
+        from recprompt.eval.ray_engine import connect
+
+        cluster = connect(ray_address)  # before anything is written: a bad address fails here
     backend = program.resolve_backend()
     config = RunConfig(
         spec=program.spec.name,
@@ -131,7 +172,22 @@ def evaluate(
     train = train_split(dataset, protocol)
     attach_declared_prior(program, train, protocol.seed)
     store = ResultStore(out / "results.jsonl")
-    usage = run_cases(program, cases, store, limits=limits, progress=progress)
+    if cluster is not None:
+        from recprompt.eval.ray_engine import run_on_ray
+
+        usage = run_on_ray(
+            program,
+            cases,
+            store,
+            limits=limits,
+            progress=progress,
+            actors=ray_actors,
+            concurrency=concurrency,
+        )
+    else:
+        usage = run_cases(
+            program, cases, store, limits=limits, progress=progress, concurrency=concurrency
+        )
     records = [store.records[c.id] for c in cases]
     fallback = float(np.nanmean(train.rating)) if train.has_ratings else 0.0
     scored = score_records(program.spec, records, fallback=fallback, seed=protocol.seed)

@@ -140,8 +140,18 @@ def run_cases(
     *,
     limits: Limits = Limits(),
     progress: bool = True,
+    concurrency: int = 1,
 ) -> Usage:
-    """Run every case not yet in ``store``; returns the usage of this invocation."""
+    """Run every case not yet in ``store``; returns the usage of this invocation.
+
+    ``concurrency > 1`` keeps that many cases in flight (see :mod:`recprompt.eval.executor`).
+    """
+    if concurrency != 1:
+        from recprompt.eval.executor import run_concurrent
+
+        return run_concurrent(
+            program, cases, store, limits=limits, progress=progress, concurrency=concurrency
+        )
     todo = [c for c in cases if c.id not in store]
     usage = Usage()
     started = time.monotonic()
