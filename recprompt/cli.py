@@ -315,6 +315,11 @@ ChatFormatOpt = Annotated[
     str | None,
     typer.Option("--chat-format", help="Local model: llama.cpp chat format for chat specs."),
 ]
+ConcurrencyOpt = Annotated[
+    int, typer.Option("--concurrency", "-j", help="Calls in flight at once (AIMD on 429s).")
+]
+RpmOpt = Annotated[int | None, typer.Option("--rpm", help="Cap on requests per minute.")]
+TpmOpt = Annotated[int | None, typer.Option("--tpm", help="Cap on tokens per minute.")]
 
 
 def build_backend(
@@ -326,11 +331,18 @@ def build_backend(
     server_kind: str = "auto",
     max_cost: float | None = None,
     chat_format: str | None = None,
+    concurrency: int = 1,
+    rpm: int | None = None,
+    tpm: int | None = None,
 ) -> Any:
     from recprompt.backends import get_backend
     from recprompt.backends.server_kinds import parse_kind
+    from recprompt.backends.throttle import Throttle, attach_throttle
+    from recprompt.eval.executor import check_concurrency
 
     parse_kind(server_kind)  # an unknown kind stops here, before any call
+    check_concurrency(concurrency)
+    Throttle(concurrency, rpm=rpm, tpm=tpm)  # validates the caps before anything is built
     options: dict[str, Any] = {"api_base": api_base} if api_base else {}
     local = model == "local" or model.startswith("local:") or model.endswith(".gguf")
     if local:
@@ -338,6 +350,8 @@ def build_backend(
     else:
         options.update(server=server_kind, **({"api_key": api_key} if api_key else {}))
     backend = get_backend(model, **options)
+    if concurrency > 1 or rpm is not None or tpm is not None:
+        attach_throttle(backend, concurrency, rpm=rpm, tpm=tpm)  # the server backend itself
     if cache:
         from recprompt.backends.cache import CachedBackend
 
@@ -357,13 +371,13 @@ def load_program(
     cache: bool,
     temperature: float,
     seed: int,
-    **server: Any,
+    **options: Any,
 ) -> Any:
     """The program of ``run`` and ``eval``: a spec or tuned program on the chosen backend;
     ``server`` holds api_key, server_kind, max_cost and chat_format."""
     import recprompt
 
-    backend = build_backend(model, api_base, cache, **server)
+    backend = build_backend(model, api_base, cache, **options)
     return recprompt.load(
         spec, variant=variant, backend=backend, temperature=temperature, seed=seed
     )
@@ -384,15 +398,48 @@ def run(
     server_kind: ServerKindOpt = "auto",
     max_cost: MaxCostOpt = None,
     chat_format: ChatFormatOpt = None,
+    concurrency: ConcurrencyOpt = 1,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
 ) -> None:
-    """Run a program on one input and print the typed prediction as JSON."""
+    """Run a program on one input and print the typed prediction as JSON.
 
+    ``--input @cases.jsonl`` runs every line (a JSON object each) with ``--concurrency``
+    calls in flight and prints one JSON prediction per line, in input order."""
+    batch = parse_batch(input) if input.startswith("@") and input.endswith(".jsonl") else None
     program = load_program(
         spec, variant, model, api_base, cache, temperature, seed,
         api_key=api_key, server_kind=server_kind, max_cost=max_cost, chat_format=chat_format,
+        concurrency=concurrency, rpm=rpm, tpm=tpm,
     )  # fmt: skip
-    prediction = program(**parse_input(input))
-    out.print_json(prediction.model_dump_json())
+    if batch is None:
+        prediction = program(**parse_input(input))
+        out.print_json(prediction.model_dump_json())
+        return
+    for prediction in program.batch(batch, concurrency=concurrency):
+        sys.stdout.write(prediction.model_dump_json() + "\n")
+    sys.stdout.flush()
+
+
+def parse_batch(text: str) -> list[dict[str, Any]]:
+    """``--input @cases.jsonl``: one JSON object per non-empty line."""
+    path = Path(text[1:])
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}", hint="pass --input @cases.jsonl") from None
+    cases = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = parse_input(line)
+        except InputError as exc:
+            raise InputError(f"{path}:{number}: {exc.message}", hint=exc.hint) from None
+        cases.append(value)
+    if not cases:
+        raise InputError(f"{path} has no cases", hint="write one JSON object per line")
+    return cases
 
 
 @app.command("eval")
@@ -439,6 +486,16 @@ def eval_command(
     server_kind: ServerKindOpt = "auto",
     max_cost: MaxCostOpt = None,
     chat_format: ChatFormatOpt = None,
+    concurrency: ConcurrencyOpt = 1,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (this process) or ray (Ray actors).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster (default: start one).")
+    ] = None,
+    ray_actors: Annotated[int, typer.Option("--ray-actors", help="Ray actors (shards).")] = 2,
 ) -> None:
     """Evaluate a program against baselines under a declared protocol; resumes in --out.
 
@@ -447,9 +504,14 @@ def eval_command(
     """
     import recprompt
     from recprompt._files import check_output_path
-    from recprompt.eval.evaluate import OUTPUT_FILES, evaluate
+    from recprompt.eval.evaluate import OUTPUT_FILES, check_engine, evaluate
     from recprompt.eval.runner import Limits
 
+    check_engine(engine, ray_address, ray_actors)
+    if engine == "ray":  # fail fast, before anything is written: Ray missing or unreachable
+        from recprompt.eval.ray_engine import connect
+
+        connect(ray_address)
     check_output_path(out_dir, folder=True, inputs=input_paths(spec, data), writes=OUTPUT_FILES)
     baselines_only = baselines_only or model == "none"
     if baselines_only:
@@ -458,6 +520,7 @@ def eval_command(
         program = load_program(
             spec, variant, model, api_base, cache, temperature, seed,
             api_key=api_key, server_kind=server_kind, max_cost=max_cost, chat_format=chat_format,
+            concurrency=concurrency, rpm=rpm, tpm=tpm,
         )  # fmt: skip
     dataset = load_data(data, program.spec, item_noun, holdout)
     protocol = make_protocol(
@@ -483,6 +546,10 @@ def eval_command(
         limits=Limits(max_calls, max_tokens, max_seconds),
         baselines_only=baselines_only,
         on_warning=warn,
+        concurrency=concurrency,
+        engine=engine,
+        ray_address=ray_address,
+        ray_actors=ray_actors,
     )
     out.print((out_dir / "report.md").read_text(encoding="utf-8"))
     out.print(f"report: {out_dir / 'report.html'} · {report['cases']} cases", style="dim")
@@ -543,6 +610,9 @@ def optimize_command(
     api_key: ApiKeyOpt = None,
     server_kind: ServerKindOpt = "auto",
     max_cost: MaxCostOpt = None,
+    concurrency: ConcurrencyOpt = 1,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
 ) -> None:
     """Tune demonstrations, selector, variant and history length; save PROGRAM.json + report."""
     from recprompt._files import check_output_path
@@ -550,12 +620,14 @@ def optimize_command(
     from recprompt.optimize import optimize
 
     check_output_path(out_file, inputs=input_paths(spec, data), make_parents=True)
+    backend = build_backend(
+        model, api_base, cache, api_key=api_key, server_kind=server_kind, max_cost=max_cost,
+        concurrency=concurrency, rpm=rpm, tpm=tpm,
+    )  # fmt: skip
     outcome = optimize(
         spec,
         load_dataset(data),
-        build_backend(
-            model, api_base, cache, api_key=api_key, server_kind=server_kind, max_cost=max_cost
-        ),
+        backend,
         budget=budget,
         out=out_file,
         seed=seed,
@@ -564,6 +636,7 @@ def optimize_command(
         test_users=test_users,
         report=report,
         announce=lambda text: out.print(text),
+        concurrency=concurrency,
     )
     if report:
         md = outcome.path.with_suffix("").as_posix() + ".report.md"

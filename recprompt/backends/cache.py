@@ -2,7 +2,9 @@
 
 One JSON file per call, named by the SHA-256 of everything that determines the answer
 (backend name, method, prompt, constraint repr, max_tokens, temperature, seed). Entries are
-written atomically (temp file, fsync, ``os.replace``) and carry a checksum of their payload;
+written atomically (temp file, fsync, ``os.replace``) and carry a checksum of their payload,
+so many writers (threads, or processes sharing one directory) never leave a torn entry: a
+reader sees the old file or the new one, and equal keys hold equal answers;
 an entry that is torn, corrupted or does not match its key is deleted and recomputed, never
 returned. Errors are not cached.
 
@@ -12,6 +14,7 @@ later runs. That makes reruns reproducible; pass distinct seeds to draw distinct
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from recprompt.backends.base import Backend, Completion, Prompt, Usage
+from recprompt.backends.usage import UsageLedger, running_usage
 from recprompt.constraints import Constraint
 
 __all__ = ["CachedBackend", "default_cache_dir", "entry_payload"]
@@ -65,6 +69,7 @@ class CachedBackend:
         self.name = backend.name
         self.supports_logits = backend.supports_logits
         self.usage = Usage()
+        self._ledger = UsageLedger(self.usage)
         self.corrupted = 0
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -82,7 +87,9 @@ class CachedBackend:
 
     def _read(self, key: str) -> Any | None:
         path = self.path(key)
+        seen = None
         try:
+            seen = path.stat().st_ino
             return entry_payload(path, key)
         except FileNotFoundError:
             return None
@@ -90,7 +97,11 @@ class CachedBackend:
             pass
         with self._lock:
             self.corrupted += 1
-        path.unlink(missing_ok=True)
+        # another writer (thread or process) may have replaced the bad entry meanwhile:
+        # delete only the file that was read, never its valid successor
+        with contextlib.suppress(OSError):
+            if path.stat().st_ino == seen:
+                path.unlink()
         return None
 
     def _write(self, key: str, payload: Any) -> None:
@@ -109,10 +120,13 @@ class CachedBackend:
             raise
 
     def _count(self, usage: Usage) -> Usage:
-        with self._lock:
-            self.usage.add(usage)
+        self._ledger.add(usage)
         self._local.last = usage
         return usage
+
+    def thread_usage(self) -> Usage:
+        """The calling thread's running usage through this wrapper."""
+        return self._ledger.mine()
 
     def last_usage(self) -> Usage | None:
         """Usage of this thread's most recent call through this wrapper."""
@@ -166,12 +180,12 @@ class CachedBackend:
             self._count(Usage(cache_hits=1))
             return [float(s) for s in hit["scores"]]
         start = time.monotonic()
-        inner = getattr(self.backend, "usage", None)
+        inner = running_usage(self.backend)
         before = copy.copy(inner) if isinstance(inner, Usage) else None
         scores = [float(s) for s in self.backend.score(prompt, continuations)]
         self._write(key, {"scores": scores})
         usage = Usage(calls=1)
-        after = getattr(self.backend, "usage", None)
+        after = running_usage(self.backend)
         if before is not None and isinstance(after, Usage):  # the inner backend's own counts
             usage.prompt_tokens = after.prompt_tokens - before.prompt_tokens
             usage.completion_tokens = after.completion_tokens - before.completion_tokens

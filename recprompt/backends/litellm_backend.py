@@ -21,6 +21,11 @@ failed validation when first returned, ``Usage.invalid_after_repair`` those stil
 the repairs ran out. An API key is sent only in the request's Authorization header and is
 masked in every error message.
 
+Requests to ``openai/<model>`` at an ``api_base`` (any OpenAI-compatible server) go through
+one pooled HTTP client kept for the run (:mod:`recprompt.backends.openai_http`), not through
+litellm's per-call client; a shared :class:`~recprompt.backends.throttle.Throttle` bounds the
+requests in flight when a run sets ``--concurrency``.
+
 Transport failures (HTTP 429 honouring Retry-After, 5xx, timeouts, refused connections) are
 retried with exponential backoff, at most ``max_retries`` times, each request bounded by
 ``timeout`` seconds; then :class:`~recprompt.errors.ServerError`. ``Usage.calls`` counts
@@ -29,6 +34,7 @@ requests sent, ``Usage.retries`` counts transport retries plus repairs.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -37,6 +43,7 @@ from typing import Any, Literal
 from recprompt.backends import http_scoring as hs
 from recprompt.backends.base import Completion, Prompt, Usage
 from recprompt.backends.grammar import itemlist_gbnf, itemlist_prefix_text
+from recprompt.backends.openai_http import client_for
 from recprompt.backends.server_kinds import (
     ServerInfo,
     detect,
@@ -44,6 +51,7 @@ from recprompt.backends.server_kinds import (
     parse_kind,
     server_constraint,
 )
+from recprompt.backends.throttle import Throttle, is_rate_limit, response_tokens
 from recprompt.constraints import Constraint, FreeText, ItemList
 from recprompt.errors import BackendError, ModelNotFoundError, OutputError, ServerError
 
@@ -136,6 +144,8 @@ class LiteLLMBackend:
         self._info: ServerInfo | None = None
         self.usage = Usage()
         """Everything this backend spent, over all calls (read by programs and the cache)."""
+        self.throttle: Throttle | None = None
+        """Shared by a run's threads: AIMD on rate limits, RPM/TPM caps (see .throttle)."""
 
     # -- server detection -------------------------------------------------------------------
 
@@ -262,9 +272,19 @@ class LiteLLMBackend:
 
         def send() -> Any:
             usage.calls += 1
-            if chat:
-                return litellm.completion(**kwargs)
-            return litellm.text_completion(**kwargs)
+            call = litellm.completion if chat else litellm.text_completion
+            if self.api_base and self.model.startswith("openai/"):  # one pooled client
+                call = functools.partial(
+                    client_for(self.api_base, self.api_key, self.timeout).send, chat
+                )
+            if self.throttle is None:
+                return call(**kwargs)
+            return self.throttle.call(
+                lambda: call(**kwargs),
+                is_rate_limit=is_rate_limit,
+                retry_after=_retry_after,
+                tokens=response_tokens,
+            )
 
         response = self._retrying(send, usage)
         counts = getattr(response, "usage", None)

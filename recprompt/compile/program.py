@@ -11,11 +11,13 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import dspy
 
 from recprompt.backends.base import Backend, Usage
+from recprompt.backends.usage import running_usage
 from recprompt.compile.prediction import PredictionBase, prediction_class
 from recprompt.compile.render import Demo, Rendered, render
 from recprompt.errors import OutputError
@@ -173,6 +175,42 @@ class Program(dspy.Module):
         self._trace(inputs, prediction)
         return prediction
 
+    def batch(  # type: ignore[override]
+        self,
+        examples: Sequence[dict[str, Any] | dspy.Example],
+        num_threads: int | None = None,
+        *,
+        concurrency: int | None = None,
+        **_dspy_options: Any,
+    ) -> list[PredictionBase]:
+        """Predictions for many inputs, in input order, with ``concurrency`` calls in flight.
+
+        Each prediction depends only on its own inputs, so the result equals calling the
+        program on each input in turn. The first failure is raised once the calls already
+        running have finished. ``num_threads`` is accepted as DSPy's name for the same thing.
+        """
+        from recprompt.eval.executor import bounded_map, check_concurrency
+
+        n = concurrency if concurrency is not None else (num_threads or 1)
+        check_concurrency(n, flag="concurrency")
+        inputs = [
+            {k: v for k, v in e.items() if k in self.spec.inputs}
+            if isinstance(e, dspy.Example)
+            else dict(e)
+            for e in examples
+        ]
+        results: list[Any] = [None] * len(inputs)
+        failure: list[BaseException] = []
+        for index, _, result in bounded_map(
+            lambda given: self(**given), inputs, n, keep_going=lambda: not failure
+        ):
+            if isinstance(result, BaseException):
+                failure.append(result)
+            results[index] = result
+        if failure:
+            raise failure[0]
+        return results
+
     def _generate(self, rendered: Rendered, backend: Backend) -> PredictionBase:
         try:
             completion = backend.generate(
@@ -211,9 +249,9 @@ class Program(dspy.Module):
 
     def _score(self, rendered: Rendered, backend: Backend) -> PredictionBase:
         options = list(getattr(rendered.constraint, "options", ()))
-        before = copy.copy(getattr(backend, "usage", None))
+        before = copy.copy(running_usage(backend))
         logps = backend.score(rendered.prompt, options)  # text, or chat messages
-        usage = _delta(before, getattr(backend, "usage", None))
+        usage = _delta(before, running_usage(backend))
         self.usage.add(usage)
         probs = _softmax(logps)
         scores = dict(zip(options, probs, strict=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,15 @@ from recprompt.eval.store import ResultStore
 from recprompt.rank import ranking_diagnostics
 from recprompt.types import ItemListOutput, ItemOutput, RatingOutput
 
-__all__ = ["OUTPUT_FILES", "RANKING_BASELINES", "RATING_BASELINES", "evaluate", "spec_hash"]
+__all__ = [
+    "ENGINES",
+    "OUTPUT_FILES",
+    "RANKING_BASELINES",
+    "RATING_BASELINES",
+    "check_engine",
+    "evaluate",
+    "spec_hash",
+]
 
 OUTPUT_FILES = (
     "run.json",
@@ -115,6 +124,22 @@ def _rating_baselines(
         )
         out[name] = {"rmse": (preds - labels) ** 2, "mae": np.abs(preds - labels)}
     return out
+
+
+ENGINES = ("local", "ray")
+
+
+def check_engine(engine: str, ray_address: str | None, ray_actors: int = 2) -> None:
+    """Refuse an unknown engine or Ray options without Ray, before any work."""
+    if engine not in ENGINES:
+        raise InputError(
+            f"unknown engine {engine!r}",
+            hint="use --engine local (this process, --concurrency threads) or --engine ray",
+        )
+    if engine != "ray" and ray_address is not None:
+        raise InputError("--ray-address needs --engine ray", hint="add --engine ray")
+    if isinstance(ray_actors, bool) or not isinstance(ray_actors, int) or ray_actors < 1:
+        raise InputError(f"--ray-actors must be a positive integer, got {ray_actors!r}")
 
 
 def attach_declared_prior(program: Program, train: Dataset, seed: int) -> None:
@@ -197,6 +222,10 @@ def evaluate(
     progress: bool = True,
     baselines_only: bool = False,
     on_warning: Callable[[str], None] | None = None,
+    concurrency: int = 1,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_actors: int = 2,
 ) -> dict[str, Any]:
     """Run (or resume) the program over the protocol's cases and write the report.
 
@@ -206,8 +235,22 @@ def evaluate(
     ``baselines_only`` makes no model call and reports the baselines on the same cases.
     Shortfalls (fewer users than requested, too few candidates for the cut-off) go to
     ``on_warning`` as soon as they are known and into the report's ``warnings``.
+
+    ``concurrency`` keeps that many cases in flight; ``engine="ray"`` spreads the cases over
+    ``ray_actors`` Ray actors (a local cluster, or the one at ``ray_address``). The report is
+    the same whatever the engine and concurrency.
     """
+    from recprompt.eval.executor import check_concurrency
+
     out = Path(out)
+    check_concurrency(concurrency)
+    check_engine(engine, ray_address, ray_actors)
+    execution = Execution(concurrency=concurrency)
+    if engine == "ray" and not baselines_only:
+        from recprompt.eval.ray_engine import connect
+
+        execution.cluster = connect(ray_address)  # before anything is written
+        execution.actors = ray_actors
     with exclusive_lock(out):
         return _evaluate(
             program,
@@ -219,7 +262,47 @@ def evaluate(
             progress,
             baselines_only,
             on_warning or (lambda _message: None),
+            execution,
         )
+
+
+@dataclass
+class Execution:
+    """Where a run's cases execute: threads in this process, or Ray actors."""
+
+    concurrency: int = 1
+    cluster: Any = None
+    actors: int = 2
+
+
+def _run(
+    program: Program,
+    cases: list[Case],
+    store: ResultStore,
+    limits: Limits,
+    progress: bool,
+    execution: Execution,
+) -> Usage:
+    if execution.cluster is None:
+        return run_cases(
+            program,
+            cases,
+            store,
+            limits=limits,
+            progress=progress,
+            concurrency=execution.concurrency,
+        )
+    from recprompt.eval.ray_engine import run_on_ray
+
+    return run_on_ray(
+        program,
+        cases,
+        store,
+        limits=limits,
+        progress=progress,
+        actors=execution.actors,
+        concurrency=execution.concurrency,
+    )
 
 
 def _evaluate(
@@ -232,6 +315,7 @@ def _evaluate(
     progress: bool,
     baselines_only: bool,
     on_warning: Callable[[str], None],
+    execution: Execution,
 ) -> dict[str, Any]:
     output = program.spec.output
     is_ranking = program.spec.rank is not None or isinstance(output, ItemListOutput | ItemOutput)
@@ -252,7 +336,7 @@ def _evaluate(
     usage = Usage()
     if not baselines_only:
         attach_declared_prior(program, train, protocol.seed)
-        usage = run_cases(program, cases, store, limits=limits, progress=progress)
+        usage = _run(program, cases, store, limits, progress, execution)
     records = [store.records[c.id] for c in cases if c.id in store]
     fallback = float(np.nanmean(train.rating)) if train.has_ratings else 0.0
     scored = (

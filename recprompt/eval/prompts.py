@@ -10,6 +10,7 @@ lack the two fields; readers treat them as "not recorded".
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,18 +28,29 @@ def prompt_text(prompt: Any) -> str:
 
 
 class PromptLog:
-    """A backend wrapper that records prompts; everything else goes to the wrapped backend."""
+    """A backend wrapper that records prompts; everything else goes to the wrapped backend.
+
+    Prompts are noted per thread, so that concurrent cases never mix their prompts."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self._prompts: list[str] = []
-        self._count = 0
+        self._local = threading.local()  # cases in flight at once each keep their own prompts
+
+    @property
+    def _prompts(self) -> list[str]:
+        if not hasattr(self._local, "prompts"):
+            self._local.prompts = []
+        return self._local.prompts
+
+    @property
+    def _count(self) -> int:
+        return getattr(self._local, "count", 0)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def _note(self, prompt: Any) -> None:
-        self._count += 1
+        self._local.count = self._count + 1
         text = prompt_text(prompt)
         if len(self._prompts) < KEPT_PROMPTS and text not in self._prompts:
             self._prompts.append(text)
@@ -54,7 +66,7 @@ class PromptLog:
     def take(self) -> dict[str, Any]:
         """The prompts noted since the last call, as fields of a result record."""
         fields = {"prompts": self._prompts, "prompt_count": self._count}
-        self._prompts, self._count = [], 0
+        self._local.prompts, self._local.count = [], 0
         return fields
 
     @classmethod

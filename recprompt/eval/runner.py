@@ -212,12 +212,16 @@ def run_cases(
     *,
     limits: Limits = Limits(),
     progress: bool = True,
+    concurrency: int = 1,
 ) -> Usage:
     """Run every case not yet in ``store``; returns the usage of this invocation.
 
     ``limits`` hold per model call (see :func:`metered`): a pairwise case stops at the call
     that reaches ``max_calls``; the unfinished case is not stored and reruns on resume.
+    ``concurrency > 1`` keeps that many cases in flight (see :mod:`recprompt.eval.executor`).
     """
+    if concurrency != 1:
+        return _run_concurrent(program, cases, store, limits, progress, concurrency)
     todo = [c for c in cases if c.id not in store]
     usage = Usage()
     started = time.monotonic()
@@ -255,6 +259,42 @@ def run_cases(
     log.remove(program)
     usage.seconds = time.monotonic() - started
     return usage
+
+
+def _run_concurrent(
+    program: Program,
+    cases: list[Case],
+    store: ResultStore,
+    limits: Limits,
+    progress: bool,
+    concurrency: int,
+) -> Usage:
+    """Cases in flight at once, with the same per-call limits and per-case prompts."""
+    from recprompt.backends.throttle import attach_throttle
+    from recprompt.eval.executor import case_record, run_concurrent
+
+    attach_throttle(program.resolve_backend(), concurrency)  # on the real backend, not a wrapper
+    log = PromptLog.install(program)
+
+    def work(program: Program, case: Case) -> dict[str, Any]:
+        log.take()  # this thread's prompts start empty
+        record = case_record(program, case)
+        record.update(log.take())
+        return record
+
+    try:
+        with metered(program, limits):
+            return run_concurrent(
+                program,
+                cases,
+                store,
+                limits=limits,
+                progress=progress,
+                concurrency=concurrency,
+                work=work,
+            )
+    finally:
+        log.remove(program)
 
 
 def make_cases(program: Program, dataset: Dataset, protocol: Protocol) -> list[Case]:

@@ -9,10 +9,12 @@ for new cases), counts as a call only what reaches the wrapped backend (a disk-c
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from recprompt.backends.base import Backend, Completion, Prompt, Usage
+from recprompt.backends.usage import UsageLedger, running_usage
 from recprompt.constraints import Constraint
 from recprompt.errors import BudgetError
 
@@ -33,29 +35,43 @@ class CallMeter:
         self.prompts: list[str] = []
         """Every prompt sent (memo hits included), for audits such as 'no test user seen'."""
         self._memo: dict[str, Any] = {}
+        self._ledger = UsageLedger(self.usage)
+        self._lock = threading.Lock()
+        self._in_flight = 0
 
     def _would_call(self, method: str, prompt: Any, **params: Any) -> bool:
         will = getattr(self.backend, "will_call", None)
         return True if will is None else bool(will(method, prompt, **params))
 
     def _spend(self, method: str, prompt: Any, **params: Any) -> Usage:
-        spent = self.budget is not None and self.calls >= self.budget
-        if spent and self._would_call(method, prompt, **params):
-            raise BudgetError(
-                f"the optimizer's budget of {self.budget} model calls is spent",
-                hint="raise --budget; cached calls are free on a rerun",
-            )
-        return Usage(**self.backend.usage.as_dict()) if hasattr(self.backend, "usage") else Usage()
+        """Reserve one call of the budget (counting calls in flight on other threads) and
+        return the wrapped backend's running usage before it."""
+        with self._lock:
+            spent = self.budget is not None and self.calls + self._in_flight >= self.budget
+            if spent and self._would_call(method, prompt, **params):
+                raise BudgetError(
+                    f"the optimizer's budget of {self.budget} model calls is spent",
+                    hint="raise --budget; cached calls are free on a rerun",
+                )
+            self._in_flight += 1
+        before = running_usage(self.backend)
+        return Usage(**before.as_dict()) if before is not None else Usage()
 
     def _settle(self, before: Usage) -> Usage:
-        after = getattr(self.backend, "usage", None)
+        after = running_usage(self.backend)
         if after is None:
             delta = Usage(calls=1)
         else:
             delta = Usage(**{k: getattr(after, k) - getattr(before, k) for k in before.as_dict()})
-        self.calls += int(delta.calls)
-        self.usage.add(delta)
+        with self._lock:
+            self._in_flight -= 1
+            self.calls += int(delta.calls)
+        self._ledger.add(delta)
         return delta
+
+    def thread_usage(self) -> Usage:
+        """The calling thread's running usage through this meter."""
+        return self._ledger.mine()
 
     def generate(
         self,
@@ -73,8 +89,10 @@ class CallMeter:
             self.memo_hits += 1
             return Completion(self._memo[key], Usage(cache_hits=1))
         before = self._spend("generate", prompt, constraint=constraint, **params)
-        completion = self.backend.generate(prompt, constraint=constraint, **params)
-        delta = self._settle(before)
+        try:
+            completion = self.backend.generate(prompt, constraint=constraint, **params)
+        finally:
+            delta = self._settle(before)
         self._memo[key] = completion.text
         return Completion(completion.text, delta if delta.calls else completion.usage)
 
@@ -85,7 +103,9 @@ class CallMeter:
             self.memo_hits += 1
             return list(self._memo[key])
         before = self._spend("score", prompt, continuations=list(continuations))
-        scores = [float(s) for s in self.backend.score(prompt, continuations)]
-        self._settle(before)
+        try:
+            scores = [float(s) for s in self.backend.score(prompt, continuations)]
+        finally:
+            self._settle(before)
         self._memo[key] = scores
         return scores

@@ -100,9 +100,15 @@ def optimize(
     counter: Callable[[str], int] | None = None,
     announce: Callable[[str], None] = print,
     tolerance: float = TOLERANCE,
+    concurrency: int = 1,
 ) -> OptimizeOutcome:
-    """Tune the spec at ``spec_path`` on ``dataset`` within ``budget`` calls; save to ``out``."""
+    """Tune the spec at ``spec_path`` on ``dataset`` within ``budget`` calls; save to ``out``.
+
+    ``concurrency`` scores that many validation cases at once (threads; same result)."""
+    from recprompt.eval.executor import check_concurrency
     from recprompt.library import resolve_spec_path
+
+    check_concurrency(concurrency)
 
     path = resolve_spec_path(spec_path)
     spec = load_spec(path)
@@ -128,6 +134,8 @@ def optimize(
         counter=counter,
         announce=announce,
         tolerance=tolerance,
+
+        concurrency=concurrency,
     )
     search_calls = meter.calls
     environment = numeric_environment(backend)
@@ -151,7 +159,7 @@ def optimize(
     )
     summary: dict[str, Any] = {}
     if report:
-        summary = _report(spec, dataset, meter, result, seed, budget, search_calls)
+        summary = _report(spec, dataset, meter, result, seed, budget, search_calls, concurrency)
         summary["program"] = str(program_path)
         summary["environment"] = environment
         summary["tolerance"] = tolerance
@@ -170,8 +178,10 @@ def _report(
     seed: int,
     budget: int,
     search_calls: int,
+    concurrency: int = 1,
 ) -> dict[str, Any]:
     ctx = _Context(spec, dataset, result.split, meter, seed, None, None)
+    ctx.concurrency = concurrency
     zero = Config(spec.variant().id, 0, "none", _default_history(spec))
     metric = ctx.metric
     results: dict[str, Any] = {}

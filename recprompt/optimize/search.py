@@ -38,6 +38,7 @@ from recprompt.compile.program import Program
 from recprompt.data import Dataset
 from recprompt.errors import BudgetError, InputError
 from recprompt.eval.cases import Case, build_cases, default_protocol
+from recprompt.eval.executor import bounded_map, check_concurrency
 from recprompt.eval.runner import record_of, train_split
 from recprompt.eval.scoring import per_case_values
 from recprompt.optimize.budget import CallMeter
@@ -291,6 +292,8 @@ class _Context:
         self._cases: dict[tuple[str, int | None, tuple[str, ...]], list[Case]] = {}
         self._records: dict[tuple[Config, str], dict[str, Any]] = {}
         self.seen_users: set[str] = set()
+        self.concurrency = 1
+        """Cases scored at once (threads); the records do not depend on it."""
         base = default_protocol(spec, ds.name, seed=seed)
         self.protocol = base
         train = train_split(ds, base)
@@ -340,17 +343,19 @@ class _Context:
         self, config: Config, cases: list[Case], program: Program | None = None
     ) -> tuple[float, dict[str, np.ndarray]]:
         program = program or self.program(config)
-        records = []
-        for case in cases:
-            key = (config, case.id)
-            if key not in self._records:
-                self.seen_users.add(_user(case))
-                for demo in program.demos(case.inputs):
-                    user = demo.inputs.get("user_id")
-                    if user is not None:
-                        self.seen_users.add(str(user))
-                self._records[key] = record_of(case, program(**case.inputs))
-            records.append(self._records[key])
+        todo = [case for case in cases if (config, case.id) not in self._records]
+        for case in todo:
+            self.seen_users.add(_user(case))
+            for demo in program.demos(case.inputs):
+                user = demo.inputs.get("user_id")
+                if user is not None:
+                    self.seen_users.add(str(user))
+        work = lambda case: record_of(case, program(**case.inputs))  # noqa: E731
+        for _, case, record in bounded_map(work, todo, self.concurrency):
+            if isinstance(record, BaseException):
+                raise record
+            self._records[(config, case.id)] = record
+        records = [self._records[(config, case.id)] for case in cases]
         values = per_case_values(self.spec, records, self.fallback)
         return objective(self.metric, values), values
 
@@ -401,12 +406,14 @@ def search(
     counter: Callable[[str], int] | None = None,
     announce: Callable[[str], None] = print,
     tolerance: float = TOLERANCE,
+    concurrency: int = 1,
 ) -> SearchResult:
     """Successive halving over ``configs`` on the validation users, within ``budget``;
     scores within ``tolerance`` are ties that the simpler config wins."""
     meter = backend if isinstance(backend, CallMeter) else CallMeter(backend, budget)
     meter.budget = budget
     ctx = _Context(spec, ds, split, meter, seed, max_prompt_tokens, counter)
+    ctx.concurrency = check_concurrency(concurrency)
     space = configs if configs is not None else search_space(spec)
     default = Config(spec.variant().id, 0, "none", _default_history(spec))
     rng = np.random.default_rng(seed)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from recprompt.backends.base import Backend, Usage
+from recprompt.backends.usage import running_usage
 from recprompt.spec.model import RankSpec
 from recprompt.types import item_name
 
@@ -108,7 +109,7 @@ class Context:
     _before: Usage | None = None
 
     def __post_init__(self) -> None:
-        self._before = copy.copy(getattr(self.backend, "usage", None))
+        self._before = copy.copy(running_usage(self.backend))
         self.calls = 0
 
     def name(self, item: Any) -> str:
@@ -121,7 +122,7 @@ class Context:
 
     def usage(self) -> Usage:
         """What this ranking cost: the backend's usage delta, or our own call count."""
-        after = getattr(self.backend, "usage", None)
+        after = running_usage(self.backend)
         if self._before is None or after is None:
             usage = Usage(calls=self.calls)
         else:

