@@ -264,8 +264,9 @@ class Dataset:
         """Rows selected by index or boolean mask, in file order; side tables are shared."""
         idx = np.asarray(rows)
         if idx.dtype == bool:
-            idx = np.flatnonzero(idx)
-        idx = np.sort(idx)
+            idx = np.flatnonzero(idx)  # already in file order
+        elif len(idx) > 1 and not bool((idx[1:] >= idx[:-1]).all()):
+            idx = np.sort(idx)
         cache: dict[str, Any] = {"display": self.display_titles()}
         for column in ("users", "items"):
             if column in self._cache:  # derive the codes rather than hash every id again
