@@ -88,6 +88,19 @@ def disambiguate(
             out[item_id] = f"{out[item_id]} [id {item_id}]"
 
 
+def _stable_order(users: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+    """Rows by (user, timestamp), file order among ties: one stable sort of a combined
+    key when it fits in 64 bits, else a lexsort (also stable)."""
+    if len(users) == 0:
+        return np.zeros(0, np.int64)
+    low, high = int(stamps.min()), int(stamps.max())
+    span = high - low + 1
+    if span * (int(users.max()) + 1) < 2**62:
+        key = users * span + (stamps - low)
+        return np.argsort(key, kind="stable")
+    return np.lexsort((stamps, users))
+
+
 def _sub_codes(
     codes: np.ndarray, uniques: list[str], rows: np.ndarray
 ) -> tuple[np.ndarray, list[str]]:
@@ -251,8 +264,9 @@ class Dataset:
         """Rows selected by index or boolean mask, in file order; side tables are shared."""
         idx = np.asarray(rows)
         if idx.dtype == bool:
-            idx = np.flatnonzero(idx)
-        idx = np.sort(idx)
+            idx = np.flatnonzero(idx)  # already in file order
+        elif len(idx) > 1 and not bool((idx[1:] >= idx[:-1]).all()):
+            idx = np.sort(idx)
         cache: dict[str, Any] = {"display": self.display_titles()}
         for column in ("users", "items"):
             if column in self._cache:  # derive the codes rather than hash every id again
@@ -305,13 +319,14 @@ class Dataset:
         key = ("order", tie_break, seed if tie_break == "random" else 0)
         if key in self._cache:
             return self._cache[key]
-        if tie_break == "index":
-            tie = np.arange(len(self))
+        users = self.user_codes()[0]
+        if tie_break == "index":  # a stable sort keeps file order among equal keys
+            order = _stable_order(users, self.timestamp)
         elif tie_break == "random":
             tie = np.random.default_rng(seed).permutation(len(self))
+            order = np.lexsort((tie, self.timestamp, users))
         else:
             raise ValueError(f"unknown tie_break {tie_break!r}; use 'index' or 'random'")
-        order = np.lexsort((tie, self.timestamp, self.user_codes()[0]))
         order.flags.writeable = False  # cached and shared: nobody may sort it in place
         self._cache[key] = order
         return order

@@ -46,18 +46,74 @@ _BLOCK = 1 << 25  # bytes parsed at a time by the vectorised reader (bounds its 
 
 
 def _fields(lines: np.ndarray, sep: bytes) -> list[np.ndarray] | None:
-    """Four stripped byte columns, or None unless every line has exactly four fields."""
+    """Four byte columns (numbers stripped; ids are stripped by :func:`_id_codes` only when
+    they are not plain digits), or None unless every line has exactly four fields."""
     out = []
     rest = lines
     for _ in range(3):
         head, found, rest = np.strings.partition(rest, sep)
         if not (found == sep).all():
             return None
-        out.append(np.strings.strip(head))
+        out.append(head)
     if (np.strings.find(rest, sep) >= 0).any():
         return None
+    out[2] = np.strings.strip(out[2])
     out.append(np.strings.strip(rest))
     return out
+
+
+def _digits(column: np.ndarray) -> np.ndarray | None:
+    """int64 values of a byte column of plain decimal digits (Horner's rule over the byte
+    matrix, far faster than parsing each string), or None if any entry is not digits."""
+    width = column.dtype.itemsize
+    if width == 0 or width > 18 or not bool(np.strings.isdigit(column).all()):
+        return None
+    matrix = np.ascontiguousarray(column).view(np.uint8).reshape(len(column), width)
+    value = np.zeros(len(column), np.int64)
+    for j in range(width):
+        byte = matrix[:, j]
+        present = byte != 0  # shorter strings are padded with NUL bytes
+        value = np.where(present, value * 10 + (byte.astype(np.int64) - 48), value)
+    return value
+
+
+def _number(column: np.ndarray, dtype: type) -> np.ndarray:
+    """Numbers of a byte column: the digit fast path, else numpy's parser."""
+    ints = _digits(column)
+    return ints.astype(dtype) if ints is not None else column.astype(dtype)
+
+
+def _id_codes(column: np.ndarray, encoding: str) -> tuple[np.ndarray, tuple] | None:
+    """Ids as an object array of str, and ``(codes, sorted ids)`` with codes in str order.
+
+    Plain decimal ids (MovieLens') go through int64 and a lookup table, linear in the rows;
+    other ids through a sort of the byte strings. None if an id is empty or undecodable.
+    """
+    digits = column.dtype.itemsize <= 18 and bool(np.strings.isdigit(column).all())
+    if (
+        digits
+        and not (np.strings.startswith(column, b"0") & (np.strings.str_len(column) > 1)).any()
+    ):
+        ints = column.astype(np.int64)
+        top = int(ints.max())
+        if top <= 8 * len(ints) + 1_000_000:
+            present = np.zeros(top + 1, bool)
+            present[ints] = True
+            values, inverse = np.flatnonzero(present), (np.cumsum(present) - 1)[ints]
+        else:
+            values, inverse = np.unique(ints, return_inverse=True)
+        names = [str(v) for v in values.tolist()]
+    else:
+        values, inverse = np.unique(np.strings.strip(column), return_inverse=True)
+        names = [v.decode(encoding) for v in values.tolist()]
+        if any(not n or n != n.strip() for n in names):
+            return None
+    order = sorted(range(len(names)), key=names.__getitem__)  # str order, as Dataset keeps
+    remap = np.empty(len(names), np.int64)
+    remap[order] = np.arange(len(names), dtype=np.int64)
+    codes = remap[inverse]
+    ordered = [names[k] for k in order]
+    return np.asarray(ordered, dtype=object)[codes], (codes, ordered)
 
 
 def _fast_ratings(path: Path, sep: str, encoding: str, header: bool) -> tuple | None:
@@ -86,7 +142,7 @@ def _fast_ratings(path: Path, sep: str, encoding: str, header: bool) -> tuple | 
                         continue
                     block, tail = block[:cut], block[cut + 1 :]
                 lines = np.array(block.split(b"\n"))
-                lines = lines[np.strings.str_len(np.strings.strip(lines)) > 0]
+                lines = lines[np.strings.str_len(lines) > 0]  # blank-but-spaces: slow path
                 if len(lines):
                     fields = _fields(lines, sep_b)
                     if fields is None:
@@ -97,17 +153,16 @@ def _fast_ratings(path: Path, sep: str, encoding: str, header: bool) -> tuple | 
                     break
         if not columns[0]:
             return None
-        rating = np.concatenate([c.astype(np.float64) for c in columns[2]])
-        stamp = np.concatenate([c.astype(np.int64) for c in columns[3]])
+        rating = np.concatenate([_number(c, np.float64) for c in columns[2]])
+        stamp = np.concatenate([_number(c, np.int64) for c in columns[3]])
         if not np.isfinite(rating).all():
             return None
         ids = []
         for column in columns[:2]:
-            uniques, codes = np.unique(np.concatenate(column), return_inverse=True)
-            names = [u.decode(encoding) for u in uniques.tolist()]  # byte order = str order
-            if any(not n or n != n.strip() for n in names):
+            coded = _id_codes(np.concatenate(column), encoding)
+            if coded is None:
                 return None
-            ids.append((np.asarray(names, dtype=object)[codes], (codes.astype(np.int64), names)))
+            ids.append(coded)
     except (ValueError, OverflowError, UnicodeDecodeError, OSError):
         return None
     (users, user_codes), (items, item_codes) = ids

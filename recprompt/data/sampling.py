@@ -104,10 +104,9 @@ def _draw(
             w = w + 1.0  # too few popular unseen items: fall back to add-one smoothing
         p = w / w.sum()
     negatives = pool[rng.choice(choices, size=n_negatives, replace=False, p=p)].tolist()
-    cands = np.array([positive, *negatives], dtype=object)
-    order = rng.permutation(len(cands))
-    shuffled = tuple(str(c) for c in cands[order])
-    return shuffled, int(np.flatnonzero(order == 0)[0])
+    cands = [positive, *negatives]
+    order = rng.permutation(len(cands)).tolist()
+    return tuple(str(cands[k]) for k in order), order.index(0)
 
 
 def sample_candidates(
