@@ -55,8 +55,9 @@ def test_eval_prompts_carry_the_declared_demos(tmp_path: Path) -> None:
     program = recprompt.load(spec, backend=backend)
     dataset = tiny_dataset()
     protocol = default_protocol(program.spec, dataset.name, n_users=3, seed=0)
-    evaluate(program, dataset, protocol, tmp_path / "run", baselines=[], progress=False)
+    report = evaluate(program, dataset, protocol, tmp_path / "run", baselines=[], progress=False)
     assert backend.prompts and all(p.count("Rating:") == 3 for p in backend.prompts)
+    assert report["environment"]["backend"] == "fake"  # the numeric environment is recorded
 
 
 def test_selector_chooses_among_spec_examples_per_input() -> None:

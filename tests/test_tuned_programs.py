@@ -4,9 +4,6 @@ environment is recorded."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -165,36 +162,41 @@ def test_noise_below_tolerance_does_not_change_the_pick(tmp_path: Path) -> None:
     assert len(picks) == 1
 
 
-THREADS_SCRIPT = """
-import json, sys
-from recprompt.backends.local import LocalBackend
-from recprompt.data import load_dataset
-from recprompt.optimize import Config, optimize
-backend = LocalBackend()
-outcome = optimize(
-    "p5.rating", load_dataset(sys.argv[1]), backend, budget=24, out=sys.argv[2], seed=0,
-    demo_users=4, valid_users=4, test_users=0, report=False, announce=lambda _: None,
-    configs=[Config("1-1", 0, "none", 20), Config("1-2", 0, "none", 20),
-             Config("1-1", 1, "random", 20)],
-)
-saved = json.load(open(sys.argv[2]))
-print(json.dumps({"best": saved["config"], "threads": saved["environment"].get("threads"),
-                  "model_sha256": saved["environment"].get("model_sha256")}))
-"""
+def _set_threads(backend, threads: int) -> None:
+    """Switch a loaded llama.cpp model's thread count (loading it twice would double RSS)."""
+    import llama_cpp
+
+    llm = backend.llm
+    llama_cpp.llama_set_n_threads(llm._ctx.ctx, threads, threads)
+    llm.n_threads = llm.n_threads_batch = threads
 
 
 @pytest.mark.model
-def test_one_and_two_threads_pick_the_same_config(tmp_path: Path, data_root: Path) -> None:
+def test_one_and_two_threads_pick_the_same_config(tmp_path: Path) -> None:
+    from recprompt.backends.local import LocalBackend
+
+    backend = LocalBackend()
     results = []
     for threads in (1, 2):
-        env = {**os.environ, "RECPROMPT_N_THREADS": str(threads)}
-        done = subprocess.run(
-            [sys.executable, "-c", THREADS_SCRIPT, str(data_root / "ml-100k"),
-             str(tmp_path / f"t{threads}.json")],
-            env=env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    assert [r["threads"] for r in results] == [1, 2]
-    assert len(results[0]["model_sha256"]) == 64
-    assert results[0]["best"] == results[1]["best"]
+        _set_threads(backend, threads)
+        outcome = optimize(
+            RATING,
+            tiny_dataset(),
+            backend,
+            budget=12,
+            out=tmp_path / f"t{threads}.json",
+            demo_users=4,
+            valid_users=4,
+            test_users=0,
+            report=False,
+            configs=[SMALL[0], SMALL[1], SMALL[2]],
+            max_prompt_tokens=None,
+            announce=lambda _: None,
+        )
+        saved = json.loads(outcome.path.read_text())
+        results.append((saved["config"], saved["environment"]))
+    (first, env1), (second, env2) = results
+    assert (env1["threads"], env2["threads"]) == (1, 2)
+    assert env1["model_sha256"] == env2["model_sha256"] and len(env1["model_sha256"]) == 64
+    assert "llama_cpp_python" in env1
+    assert first == second

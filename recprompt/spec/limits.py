@@ -20,6 +20,7 @@ import re
 import string
 import time
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import filters, nodes, pass_environment, pass_eval_context
@@ -100,12 +101,13 @@ def metered(render: Any, seconds: float = MAX_SECONDS) -> Any:
 
 def bounded_text(chunks: Iterable[str]) -> str:
     """Join rendered chunks, stopping as soon as the output passes :data:`MAX_STRING`."""
-    parts, size = [], 0
+    parts: list[str] = []
+    append, size, limit = parts.append, 0, MAX_STRING
     for chunk in chunks:
         size += len(chunk)
-        if size > MAX_STRING:
+        if size > limit:
             raise TemplateResourceError(f"rendered text is over {MAX_STRING:,} characters")
-        parts.append(chunk)
+        append(chunk)
     return "".join(parts)
 
 
@@ -137,19 +139,40 @@ def _values(args: Any) -> list[Any]:
     return [args]
 
 
+_NUMBER_TEXT = 3_100
+"""Upper bound of a number's text (integers are bounded to MAX_INT_BITS, ~3,010 digits)."""
+
+
 def _widest(values: list[Any]) -> int:
-    return max((len(v) if isinstance(v, str) else len(str(v)) for v in values), default=0)
+    """Longest text of any value, without formatting numbers (the hot path)."""
+    widest = 0
+    for v in values:
+        if isinstance(v, str):
+            size = len(v)
+        elif isinstance(v, int | float) or v is None:
+            size = _NUMBER_TEXT
+        else:
+            size = len(str(v))
+        widest = max(widest, size)
+    return widest
 
 
-def check_percent(fmt: str, args: Any) -> None:
-    """``fmt % args``: widths and precisions, and each field's longest possible value."""
+@lru_cache(maxsize=1024)
+def _percent_fields(fmt: str) -> tuple[int, int]:
+    """(fields, total width and precision) of a % format; '*' widths are refused."""
     fields = _PERCENT.findall(fmt)
     if any("*" in (width, precision) for width, precision, _ in fields):
         raise TemplateResourceError("'*' widths in % formatting are not allowed in templates")
     widths = sum(int(w or 0) + int(p or 0) for w, p, kind in fields if kind != "%")
+    return len(fields), widths
+
+
+def check_percent(fmt: str, args: Any) -> None:
+    """``fmt % args``: widths and precisions, and each field's longest possible value."""
+    fields, widths = _percent_fields(fmt)
     _refuse_size(widths, "% formatting widths")
-    values = _values(args)
-    _refuse_size(len(fmt) + widths + len(fields) * _widest(values), "% formatting")
+    if fields:
+        _refuse_size(len(fmt) + widths + fields * _widest(_values(args)), "% formatting")
 
 
 def check_str_format(fmt: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
