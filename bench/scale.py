@@ -93,7 +93,7 @@ def _levels(url: str, levels: list[int], users: int) -> dict[str, Any]:
     }
 
 
-def part_a(users: int = 40) -> None:
+def part_a(users: int = 12) -> None:
     from latency_server import spawn
 
     proc, url = spawn(delay=0.2)
@@ -146,14 +146,17 @@ def _local_rate(spec: str, users: int, concurrency: int, repeats: int = 1) -> tu
 
 
 def part_b(users: int = 50) -> None:
+    """``users`` for rank.letters (one case each); p5.rating takes as many cases from the
+    fewest users (about 8 cases a user) so both runs score about ``users`` cases."""
     result: dict[str, Any] = {
-        "what": f"local Gemma 3 270M, {users} users, one run each: one case at a time against "
+        "what": "local Gemma 3 270M, about 50 cases per spec, one run each: one case at a time "
+        "against "
         "4 threads whose score calls share llama.cpp batches",
         "tolerance_nats": __import__("recprompt.backends.local").backends.local.BATCH_TOLERANCE,
     }
-    for spec in ("p5.rating", "rank.letters"):
-        serial, t1, _ = _local_rate(spec, users, 1)
-        batched, t4, batched_calls = _local_rate(spec, users, 4)
+    for spec, n_users in (("p5.rating", max(1, users // 8)), ("rank.letters", users)):
+        serial, t1, _ = _local_rate(spec, n_users, 1)
+        batched, t4, batched_calls = _local_rate(spec, n_users, 4)
         cases = serial["cases"]
         result[spec] = {
             "cases": cases,
