@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -164,6 +165,14 @@ def main() -> None:
     timer = threading.Timer(args.max_seconds, server.httpd.shutdown)
     timer.daemon = True
     timer.start()
+    parent = os.getppid()
+
+    def orphaned() -> None:  # never outlive the process that started it
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        server.httpd.shutdown()
+
+    threading.Thread(target=orphaned, daemon=True).start()
     server.httpd.serve_forever()
 
 

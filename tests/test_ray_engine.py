@@ -19,9 +19,14 @@ if not os.environ.get("CI"):  # CI installs the [ray] extra: there a missing ray
 def cluster():
     import ray
 
+    from recprompt.errors import BackendError
     from recprompt.eval.ray_engine import connect
 
-    yield connect(None)
+    try:
+        cluster = connect(None)
+    except BackendError as exc:  # Ray's raylet gives its agents 15 s: an overloaded machine
+        pytest.skip(f"a local Ray cluster did not start here: {exc}")
+    yield cluster
     ray.shutdown()
 
 

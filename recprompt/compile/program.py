@@ -189,10 +189,13 @@ class Program(dspy.Module):
         program on each input in turn. The first failure is raised once the calls already
         running have finished. ``num_threads`` is accepted as DSPy's name for the same thing.
         """
+        from recprompt.backends.throttle import attach_throttle
         from recprompt.eval.executor import bounded_map, check_concurrency
 
         n = concurrency if concurrency is not None else (num_threads or 1)
         check_concurrency(n, flag="concurrency")
+        if n > 1:
+            attach_throttle(self.resolve_backend(), n)
         inputs = [
             {k: v for k, v in e.items() if k in self.spec.inputs}
             if isinstance(e, dspy.Example)

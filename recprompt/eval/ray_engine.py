@@ -32,6 +32,7 @@ __all__ = ["backend_recipe", "build_backend", "connect", "run_on_ray"]
 
 RAY_HINT = "install the extra: pip install 'recprompt[ray]' (ray==2.60.0)"
 CONNECT_TIMEOUT = 5.0
+_START_ATTEMPTS = 3
 
 
 def _ray() -> Any:
@@ -70,13 +71,23 @@ def connect(address: str | None = None, *, timeout: float = CONNECT_TIMEOUT) -> 
     package_root = str(Path(__file__).resolve().parents[2])
     if address is None:
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-        ray.init(
-            num_cpus=os.cpu_count() or 2,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": path}},
-        )
-        return ray
+        for attempt in range(_START_ATTEMPTS):
+            try:
+                ray.init(
+                    num_cpus=os.cpu_count() or 2,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    runtime_env={"env_vars": {"PYTHONPATH": path}},
+                )
+                return ray
+            except Exception as exc:  # Ray waits 30 s for its raylet, then gives up
+                ray.shutdown()
+                if attempt + 1 == _START_ATTEMPTS:
+                    raise BackendError(
+                        f"could not start a local Ray cluster: {exc}",
+                        hint="the machine may be overloaded; retry, or start one with "
+                        "'ray start --head' and pass --ray-address",
+                    ) from exc
     if address != "auto":
         _reachable(address, timeout)
     try:

@@ -414,6 +414,10 @@ def search(
     meter.budget = budget
     ctx = _Context(spec, ds, split, meter, seed, max_prompt_tokens, counter)
     ctx.concurrency = check_concurrency(concurrency)
+    if concurrency > 1:
+        from recprompt.backends.throttle import attach_throttle
+
+        attach_throttle(meter, concurrency)
     space = configs if configs is not None else search_space(spec)
     default = Config(spec.variant().id, 0, "none", _default_history(spec))
     rng = np.random.default_rng(seed)
