@@ -183,3 +183,17 @@ def test_paired_difference_refuses_unaligned_cases() -> None:
 
     with pytest.raises(ValueError):
         paired_difference([1.0, 2.0], [1.0])
+
+
+def test_paired_difference_on_value_counts_matches_resampling_cases(monkeypatch) -> None:
+    import recprompt.metrics.paired as paired
+
+    rng = np.random.default_rng(3)
+    a = (rng.random(3000) < 0.3).astype(float)
+    b = np.where(rng.random(3000) < 0.1, 1 - a, a)  # a hit/miss metric: 3 distinct differences
+    grouped = paired.paired_difference(a, b, seed=0)
+    monkeypatch.setattr(paired, "_GROUPED", 10**12)  # force the case-resampling path
+    cases = paired.paired_difference(a, b, seed=0)
+    assert grouped.difference == cases.difference
+    assert abs(grouped.low - cases.low) < 0.004 and abs(grouped.high - cases.high) < 0.004
+    assert abs(grouped.p_value - cases.p_value) < 0.02

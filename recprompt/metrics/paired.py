@@ -8,6 +8,12 @@ sensitive than comparing two unpaired intervals.
 The p-value is two-sided, from a sign-flip permutation test on the per-case differences
 (under the null, each case's difference is as likely to have either sign). Identical systems
 give differences of exactly zero, and the test returns p = 1.
+
+Per-case differences of ranking metrics take few distinct values (hit or miss, one of K
+ranks). Then both resamplings run on the value counts instead of the cases, with the same
+distributions: resampling cases with replacement draws multinomial counts, and random signs
+on the c cases that share a value v add up to v * (2 * Binomial(c, 1/2) - c). A 10,000-case
+report pairs in milliseconds instead of drawing 10^8 indices per metric.
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ class PairedDifference:
 
 
 _SIGNS = np.array([-1.0, 1.0])
+_GROUPED = 4
+"""Resample value counts when there are at most 1/_GROUPED as many distinct differences as
+cases; resample cases otherwise."""
 _CELLS = 2_000_000
 """Resamples are drawn in blocks of at most this many cells: 10,000 resamples of 10,000
 cases would otherwise need 800 MB at once."""
@@ -78,24 +87,34 @@ def paired_difference(
         raise ValueError("no cases to compare")
     diff = y - x
     rng = np.random.default_rng(seed)
-    boots = np.concatenate(
-        [
-            diff[rng.integers(0, diff.size, size=(n, diff.size))].mean(1)
-            for n in _blocks(n_resamples, diff.size)
-        ]
-    )
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(boots, [alpha, 1.0 - alpha])
-    observed = abs(float(diff.mean()))
-    if not np.any(diff):
-        p_value = 1.0
+    values, counts = np.unique(diff, return_counts=True)
+    grouped = values.size * _GROUPED <= diff.size  # e.g. hit/miss: few distinct differences
+    if grouped:
+        boots = rng.multinomial(diff.size, counts / diff.size, size=n_resamples) @ values
+        boots = boots / diff.size
     else:
-        flipped = np.concatenate(
+        boots = np.concatenate(
             [
-                np.abs((rng.choice(_SIGNS, size=(n, diff.size)) * diff).mean(1))
+                diff[rng.integers(0, diff.size, size=(n, diff.size))].mean(1)
                 for n in _blocks(n_resamples, diff.size)
             ]
         )
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(boots, [alpha, 1.0 - alpha])
+    observed = abs(float(diff.mean()))
+    p_value = 1.0  # identical systems: every sign assignment gives the observed 0
+    if np.any(diff):
+        if grouped:
+            # Random signs on the c cases of one value v sum to v * (2 * Binomial(c, 1/2) - c).
+            heads = rng.binomial(counts, 0.5, size=(n_resamples, counts.size))
+            flipped = np.abs((2 * heads - counts) @ values) / diff.size
+        else:
+            flipped = np.concatenate(
+                [
+                    np.abs((rng.choice(_SIGNS, size=(n, diff.size)) * diff).mean(1))
+                    for n in _blocks(n_resamples, diff.size)
+                ]
+            )
         # The observed assignment is one of the permutations: (count + 1) / (n + 1) keeps the
         # p-value valid (never exactly 0 from a finite sample).
         p_value = float((np.sum(flipped >= observed - 1e-12) + 1) / (n_resamples + 1))

@@ -36,7 +36,7 @@ const RP = (() => {
     return node;
   }
 
-  const fmt = (x) => (x == null ? "–" : typeof x === "number" ? (Number.isInteger(x) ? String(x) : x.toFixed(4)) : String(x));
+  const fmt = (x) => (x == null ? "–" : typeof x === "number" ? String(Number(x.toPrecision(4))) : String(x));
 
   function answerList(answer) {
     // A parsed answer: items (an encoded string), or a number/boolean/null.
