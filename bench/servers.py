@@ -63,6 +63,7 @@ def generating(spec: Any) -> Any:
 
 
 def invalid_rates(spec: Any, cases: list[Any], backend: LiteLLMBackend) -> dict[str, Any]:
+    print(f"generating {spec.name} on {backend.server} ({len(cases)} cases)", flush=True)
     program = Program(generating(spec), backend=backend)
     before = after = calls = repairs = 0
     seconds = []
@@ -104,6 +105,7 @@ def prob_diffs(a: list[dict[str, float]], b: list[dict[str, float]]) -> dict[str
 
 
 def rating_scores(spec: Any, cases: list[Any], backend: Any) -> dict[str, Any]:
+    print(f"expected ratings on {backend.name}", flush=True)
     program = Program(spec, backend=backend)
     values, probs, seconds = [], [], []
     for case in cases:
@@ -124,6 +126,7 @@ def rating_scores(spec: Any, cases: list[Any], backend: Any) -> dict[str, Any]:
 
 
 def letters_scores(spec: Any, cases: list[Any], backend: Any) -> dict[str, Any]:
+    print(f"letters on {backend.name}", flush=True)
     program = Program(spec, backend=backend)
     ranks, probs, seconds = [], [], []
     for case in cases:
@@ -162,72 +165,76 @@ def main() -> None:
     rating_cases = first_case_per_user(rating_spec, dataset, args.users, args.seed)
     letters_cases = first_case_per_user(letters_spec, dataset, args.users, args.seed)
 
+    protocol = {
+        "dataset": "ml-100k",
+        "users": args.users,
+        "seed": args.seed,
+        "cases": "the first case of each user",
+        "rating": "p5.rating (random 8:1:1 split), variant 1-1",
+        "letters": "rank.letters, leave-one-out, 1 positive + 19 uniform negatives",
+        "server": "llama_cpp.server, default GGUF, 1 thread, 127.0.0.1",
+    }
+    result: dict[str, Any] = {"protocol": protocol, "complete": False}
+    invalid: dict[str, Any] = {}
+    scoring: dict[str, Any] = {}
+    result.update(invalid_answers=invalid, scoring=scoring)
     server = LlamaServer(os.environ.get("RECPROMPT_GGUF") or str(assemble()), n_threads=1)
     url = server.start()
+    local = LocalBackend(n_threads=int(os.environ.get("RECPROMPT_N_THREADS", "1")))
     try:
-        constrained = LiteLLMBackend("openai/gemma", api_base=url, timeout=300)
-        plain = LiteLLMBackend("openai/gemma", api_base=url, timeout=300, server="generic")
+        constrained = LiteLLMBackend("openai/gemma", api_base=url, timeout=600)
+        plain = LiteLLMBackend("openai/gemma", api_base=url, timeout=600, server="generic")
         assert constrained.server == "llama_cpp"
-        invalid = {
-            name: {
-                "server_constraint_grammar": invalid_rates(spec, cases, constrained),
-                "no_server_constraint": invalid_rates(spec, cases, plain),
-            }
-            for name, spec, cases in (
-                ("rating_1_to_5", rating_spec, rating_cases),
-                ("letter_of_20", letters_spec, letters_cases),
-            )
+        protocol["top_logprobs_k"] = constrained.info.top_logprobs_limit
+        invalid["rating_1_to_5"] = {
+            "server_constraint_grammar": invalid_rates(rating_spec, rating_cases, constrained),
+            "no_server_constraint": invalid_rates(rating_spec, rating_cases, plain),
         }
-        served = LiteLLMBackend("openai/gemma", api_base=url, timeout=300)
+        write_result("servers", result)  # partial results survive an interrupted run
+
+        served = LiteLLMBackend("openai/gemma", api_base=url, timeout=600)
         remote_rating = rating_scores(rating_spec, rating_cases, served)
-        truncated_rating = served.usage.truncated_scores
+        local_rating = rating_scores(rating_spec, rating_cases, local)
+        scoring["expected_rating"] = {
+            "server_top_logprobs": public(remote_rating),
+            "local_backend": public(local_rating),
+            "max_abs_expected_rating_diff": max_diff(
+                remote_rating["_values"], local_rating["_values"]
+            ),
+            **prob_diffs(remote_rating["_probs"], local_rating["_probs"]),
+            "truncated_scores": served.usage.truncated_scores,
+        }
+        write_result("servers", result)
+
+        before = served.usage.truncated_scores
         remote_letters = letters_scores(letters_spec, letters_cases, served)
-        truncated_letters = served.usage.truncated_scores - truncated_rating
+        local_letters = letters_scores(letters_spec, letters_cases, local)
+        agree = sum(
+            max(a, key=a.get) == max(b, key=b.get)
+            for a, b in zip(remote_letters["_probs"], local_letters["_probs"], strict=True)
+        )
+        scoring["letters"] = {
+            "server_top_logprobs": public(remote_letters),
+            "local_backend": public(local_letters),
+            "same_top_letter": f"{agree}/{len(letters_cases)}",
+            "same_rank_of_positive": sum(
+                a == b
+                for a, b in zip(remote_letters["_ranks"], local_letters["_ranks"], strict=True)
+            ),
+            **prob_diffs(remote_letters["_probs"], local_letters["_probs"]),
+            "truncated_scores": served.usage.truncated_scores - before,
+            "scored_options": 20 * len(letters_cases),
+        }
+        write_result("servers", result)
+
+        invalid["letter_of_20"] = {
+            "server_constraint_grammar": invalid_rates(letters_spec, letters_cases, constrained),
+            "no_server_constraint": invalid_rates(letters_spec, letters_cases, plain),
+        }
+        result["complete"] = True
+        write_result("servers", result)
     finally:
         server.stop()
-    local = LocalBackend(n_threads=int(os.environ.get("RECPROMPT_N_THREADS", "1")))
-    local_rating = rating_scores(rating_spec, rating_cases, local)
-    local_letters = letters_scores(letters_spec, letters_cases, local)
-    agree = sum(
-        max(a, key=a.get) == max(b, key=b.get)
-        for a, b in zip(remote_letters["_probs"], local_letters["_probs"], strict=True)
-    )
-    result = {
-        "protocol": {
-            "dataset": "ml-100k",
-            "users": args.users,
-            "seed": args.seed,
-            "cases": "the first case of each user",
-            "rating": "p5.rating (random 8:1:1 split), variant 1-1",
-            "letters": "rank.letters, leave-one-out, 1 positive + 19 uniform negatives",
-            "server": "llama_cpp.server, default GGUF, 1 thread, 127.0.0.1",
-            "top_logprobs_k": constrained.info.top_logprobs_limit,
-        },
-        "invalid_answers": invalid,
-        "scoring": {
-            "expected_rating": {
-                "server_top_logprobs": public(remote_rating),
-                "local_backend": public(local_rating),
-                "max_abs_expected_rating_diff": max_diff(
-                    remote_rating["_values"], local_rating["_values"]
-                ),
-                **prob_diffs(remote_rating["_probs"], local_rating["_probs"]),
-                "truncated_scores": truncated_rating,
-            },
-            "letters": {
-                "server_top_logprobs": public(remote_letters),
-                "local_backend": public(local_letters),
-                "same_top_letter": f"{agree}/{len(letters_cases)}",
-                "same_rank_of_positive": sum(
-                    a == b
-                    for a, b in zip(remote_letters["_ranks"], local_letters["_ranks"], strict=True)
-                ),
-                **prob_diffs(remote_letters["_probs"], local_letters["_probs"]),
-                "truncated_scores": truncated_letters,
-            },
-        },
-    }
-    write_result("servers", result)
 
 
 if __name__ == "__main__":

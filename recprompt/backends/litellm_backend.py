@@ -45,6 +45,7 @@ from recprompt.backends.base import Completion, Prompt, Usage
 from recprompt.backends.grammar import itemlist_gbnf, itemlist_prefix_text
 from recprompt.backends.openai_http import client_for
 from recprompt.backends.server_kinds import (
+    ServerConstraint,
     ServerInfo,
     detect,
     kind_from_model,
@@ -331,7 +332,11 @@ class LiteLLMBackend:
         start = time.monotonic()
         chat = self._chat(prompt)
         native_ollama = self.model.split("/", 1)[0] in ("ollama", "ollama_chat")
-        enforced = server_constraint(self.info, constraint, chat=chat, native_ollama=native_ollama)
+        enforced = (
+            ServerConstraint()  # free text needs no server kind (and no probe)
+            if constraint is None or isinstance(constraint, FreeText)
+            else server_constraint(self.info, constraint, chat=chat, native_ollama=native_ollama)
+        )
         params = dict(enforced.params)
         if isinstance(constraint, FreeText):
             params["stop"] = list(constraint.stop) or None
@@ -408,7 +413,7 @@ class LiteLLMBackend:
             f"{'these labels' if labels else 'candidate texts'}: it offers no {need}",
             hint="use a strategy this server supports (letters, pointwise and expected "
             "ratings need top_logprobs; likelihood needs vLLM or llama.cpp in completion "
-            "mode), decode: generate, or the local backend",
+            "mode), decode: generate, or the local llama.cpp backend (model 'local')",
         )
 
     def score(self, prompt: Prompt, continuations: Sequence[str]) -> list[float]:
