@@ -292,6 +292,14 @@ def eval_command(
     max_tokens: Annotated[int | None, typer.Option(help="Stop after N tokens.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after N seconds.")] = None,
     cache: CacheOpt = True,
+    retriever: Annotated[
+        str | None,
+        typer.Option(
+            help="Retrieve, then rerank: candidates = this retriever's top-N "
+            "(bpr, itemknn, popularity; fitted on training data only)."
+        ),
+    ] = None,
+    shortlist: Annotated[int, typer.Option(help="N, the retriever's shortlist size.")] = 20,
 ) -> None:
     """Evaluate a program against baselines under a declared protocol; resumes in --out."""
     from recprompt.data import load_dataset
@@ -309,6 +317,7 @@ def eval_command(
         n_negatives=negatives,
         history_length=history,
         sampler=sampler,
+        **_retrieval_options(retriever, shortlist),
     )
     chosen = (
         None if baselines is None else [b for b in baselines.split(",") if b not in ("", "none")]
@@ -323,6 +332,15 @@ def eval_command(
     )
     out.print((out_dir / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
     out.print(f"[dim]report: {out_dir / 'report.json'} · {report['cases']} cases[/]")
+
+
+def _retrieval_options(retriever: str | None, shortlist: int) -> dict[str, Any]:
+    """Protocol fields of retrieve-then-rerank; the retriever's name is checked first."""
+    if retriever is None:
+        return {}
+    from recprompt.data.retrieval import check_retriever
+
+    return {"retriever": check_retriever(retriever), "shortlist": shortlist}
 
 
 @app.command()

@@ -171,6 +171,9 @@ class Program(dspy.Module):
         options = list(getattr(rendered.constraint, "options", ()))
         before = copy.copy(getattr(backend, "usage", None))
         logps = backend.score(str(rendered.prompt), options)
+        option_prior = getattr(self, "option_prior", None)
+        if option_prior is not None:  # calibrated: the estimated option prior divided out
+            logps = option_prior.adjust(options, list(logps))
         usage = _delta(before, getattr(backend, "usage", None))
         self.usage.add(usage)
         probs = _softmax(logps)

@@ -34,6 +34,12 @@ class Protocol(BaseModel):
     seed: int = 0
     history_length: int | None = Field(None, ge=0, description="keep the last L items")
     like_threshold: float = Field(3.0, description="TALLRec: like = rating > threshold")
+    retriever: str | None = Field(
+        None,
+        description="Retrieve, then rerank: candidates are this retriever's top-N (bpr, "
+        "itemknn, popularity; fitted on training data only) instead of sampled negatives",
+    )
+    shortlist: int = Field(20, description="N, the retriever's shortlist size (>= the spec's K)")
 
     @model_validator(mode="after")
     def _ratios_sum_to_one(self) -> Protocol:

@@ -38,6 +38,8 @@ class RankingExample:
     candidates: tuple[str, ...]
     positive: str
     positive_index: int
+    retriever_rank: int | None = None
+    """Retrieve-then-rerank only: the positive's 1-based rank by the retriever (None: > N)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ def ranking_examples(ds: Dataset, protocol: Protocol) -> list[RankingExample]:
     """
     if protocol.split != "leave_one_out":
         raise DataError("ranking examples need split='leave_one_out'")
+    if protocol.retriever is not None:
+        from recprompt.data.retrieval import retrieval_examples
+
+        return retrieval_examples(ds, protocol)
     split = split_dataset(ds, protocol)
     target = split.test if protocol.target == "test" else split.valid
     rows_by_user = ds.history_rows(protocol.tie_break, protocol.seed)

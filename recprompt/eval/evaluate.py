@@ -16,6 +16,7 @@ import numpy as np
 from recprompt.compile.program import Program
 from recprompt.data import Dataset, Protocol
 from recprompt.errors import InputError
+from recprompt.eval import signal
 from recprompt.eval.cases import Case
 from recprompt.eval.report import (
     package_versions,
@@ -66,6 +67,9 @@ def _ranking_baselines(
             candidates = case.meta["candidates"]
             scores = np.asarray(model.score(case.id, candidates), dtype=float)
             scores = scores + rng.uniform(0, 1e-9, len(scores))  # seeded random tie-break
+            if case.meta["positive_index"] is None:  # the retriever missed it: a miss
+                ranks.append(float("inf"))
+                continue
             positive = scores[case.meta["positive_index"]]
             ranks.append(float((scores > positive).sum() + 1))
         out[name] = summarize(ranking_values(ranks), seed)
@@ -130,6 +134,7 @@ def evaluate(
         raise InputError("the protocol produced no cases", hint="check --users and the dataset")
     train = train_split(dataset, protocol)
     attach_declared_prior(program, train, protocol.seed)
+    prepared = signal.prepare(program, dataset, protocol, cases)
     store = ResultStore(out / "results.jsonl")
     usage = run_cases(program, cases, store, limits=limits, progress=progress)
     records = [store.records[c.id] for c in cases]
@@ -171,7 +176,9 @@ def evaluate(
         },
         "versions": package_versions(),
     }
+    report.update(signal.sections(prepared, records, protocol))
     write_report(out, report)
     write_markdown(out, report)
     write_plots(out, report)
+    signal.plot_calibration(out, report)
     return report
