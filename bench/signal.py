@@ -107,12 +107,17 @@ def program(name: str, backend: Any, kind: str) -> Program:
     return Program(spec.model_copy(update={"inputs": inputs}), backend=backend)
 
 
-def run(prog: Program, cases: list[Case], label: str) -> dict[str, Any]:
+def run(prog: Program, cases: list[Case], label: str, deadline: float = 0.0) -> dict[str, Any]:
     """Raw LLM scores, calls and seconds per case (answers come from the disk cache on a
-    rerun, so seconds are only comparable within one fresh run)."""
+    rerun, so seconds are only comparable within one fresh run). Stops before a case that
+    would start after ``deadline`` (epoch seconds; 0 = none): the results then cover the
+    done prefix, and the report says how many users that is."""
     scores, calls, seconds = [], [], []
     started = time.perf_counter()
     for n, case in enumerate(cases, 1):
+        if deadline and time.time() > deadline:
+            print(f"  {label}: deadline reached after {n - 1} users", flush=True)
+            break
         result = rank(prog, case.inputs, case.meta["candidate_items"], user=case.id)
         scores.append(result.llm_scores)
         calls.append(result.usage.calls)
@@ -169,37 +174,18 @@ def protocol_block(
     test = list(build_cases(first.spec, ds, protocol))
     valid = validation_cases(first, ds, protocol, {c.id for c in test}, args.valid)
     assert not {c.id for c in valid} & {c.id for c in test}
-    train_valid = split_dataset(ds, protocol).train  # what validation's priors may learn
-    from recprompt.eval.runner import train_split
-
-    train_test = train_split(ds, protocol)
-    prior_valid = fitted("bpr", train_valid, seed)
-    prior_test = fitted("bpr", train_test, seed)
-    systems: dict[str, np.ndarray] = {}
-    block: dict[str, Any] = {
-        "protocol": protocol.model_dump(mode="json"),
-        "test_users": len(test),
-        "valid_users": len(valid),
-        "disjoint_users": True,
-        "programs": {},
-        "baselines": {},
-    }
-    for b in BASELINES:
-        model = fitted(b, train_test, seed)
-        systems[b] = per_case([baseline_scores(model, c) for c in test], test, seed)
-        block["baselines"][b] = row(systems[b], 0.0, 0.0)
-    prior_test_scores = [baseline_scores(prior_test, c) for c in test]
-    prior_valid_scores = [baseline_scores(prior_valid, c) for c in valid]
+    planned = len(test)
+    if args.warm:  # fill the disk cache from the other end of the test users, then stop
+        for prog in programs.values():
+            order = test[::-1] if args.warm_from is None else test[args.warm_from :]
+            run(prog, order, "warm", deadline(args))
+        return {}
+    runs: dict[str, Any] = {}
     for label, prog in programs.items():
         print(f"{name}: {label} on {len(valid)} validation + {len(test)} test users", flush=True)
         v = run(prog, valid, f"{label}/valid")
-        t = run(prog, test, f"{label}/test")
-        calls = float(np.mean(t["calls"]))
-        secs = float(statistics.median(t["seconds"]))
-        variants: dict[str, tuple[list, list, float, dict]] = {
-            label: (v["scores"], t["scores"], 0.0, {})
-        }
-        if label.startswith("letters"):
+        priors = {}
+        if label.startswith("letters"):  # estimated before the test users are ranked
             for method in args.calibration.split(","):
                 # the same estimation cases recprompt eval draws (validation users, seeded)
                 sample = validation_cases(
@@ -211,14 +197,50 @@ def protocol_block(
                     prior = contextual_prior(prog, inputs)
                 else:
                     prior = pride_prior(prog, inputs, args.pride_shifts)
-                spent = time.perf_counter() - started
-                info = {"prior_calls": prior.calls, "prior_seconds": spent, **prior.as_dict()}
-                variants[f"{label}+{method}"] = (
-                    calibrated(v["scores"], valid, prior),
-                    calibrated(t["scores"], test, prior),
-                    prior.calls / len(test),
-                    info,
-                )
+                priors[method] = (prior, time.perf_counter() - started)
+        t = run(prog, test, f"{label}/test", deadline(args))
+        runs[label] = (v, t, priors)
+        test = test[: len(t["scores"])]
+    for label in runs:  # every program on the users all of them finished
+        v, t, priors = runs[label]
+        runs[label] = (v, {k: vals[: len(test)] for k, vals in t.items()}, priors)
+    train_valid = split_dataset(ds, protocol).train  # what validation's priors may learn
+    from recprompt.eval.runner import train_split
+
+    train_test = train_split(ds, protocol)
+    prior_valid = fitted("bpr", train_valid, seed)
+    prior_test = fitted("bpr", train_test, seed)
+    systems: dict[str, np.ndarray] = {}
+    block: dict[str, Any] = {
+        "protocol": protocol.model_dump(mode="json"),
+        "test_users": len(test),
+        "test_users_planned": planned,
+        "valid_users": len(valid),
+        "disjoint_users": True,
+        "programs": {},
+        "baselines": {},
+    }
+    for b in BASELINES:
+        model = fitted(b, train_test, seed)
+        systems[b] = per_case([baseline_scores(model, c) for c in test], test, seed)
+        block["baselines"][b] = row(systems[b], 0.0, 0.0)
+    prior_test_scores = [baseline_scores(prior_test, c) for c in test]
+    prior_valid_scores = [baseline_scores(prior_valid, c) for c in valid]
+    for label in programs:
+        v, t, priors = runs[label]
+        calls = float(np.mean(t["calls"]))
+        secs = float(statistics.median(t["seconds"]))
+        variants: dict[str, tuple[list, list, float, dict]] = {
+            label: (v["scores"], t["scores"], 0.0, {})
+        }
+        for method, (prior, spent) in priors.items():
+            info = {"prior_calls": prior.calls, "prior_seconds": spent, **prior.as_dict()}
+            variants[f"{label}+{method}"] = (
+                calibrated(v["scores"], valid, prior),
+                calibrated(t["scores"], test, prior),
+                prior.calls / len(test),
+                info,
+            )
         for key, (vs, ts, extra_calls, info) in variants.items():
             systems[key] = per_case(ts, test, seed)
             block["programs"][key] = row(
@@ -243,6 +265,17 @@ def protocol_block(
             )
         write_partial(args, name, block, systems, seed)
     return block
+
+
+def deadline(args: Any) -> float:
+    """``--until HH:MM`` (UTC, today) as epoch seconds; 0 when not given."""
+    if not args.until:
+        return 0.0
+    import datetime as dt
+
+    hour, minute = (int(x) for x in args.until.split(":"))
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
 
 
 def comparisons(systems: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
@@ -316,6 +349,9 @@ def main() -> None:
     parser.add_argument("--calibration", default="contextual,pride")
     parser.add_argument("--calibration-cases", type=int, default=4)
     parser.add_argument("--fresh", action="store_true", help="start signal.json over")
+    parser.add_argument("--until", default="", help="UTC HH:MM: rank test users until then")
+    parser.add_argument("--warm", action="store_true", help="only fill the cache, reversed")
+    parser.add_argument("--warm-from", type=int, default=None, help="warm forward from user K")
     parser.add_argument("--history", type=int, default=10, help="last L history items")
     parser.add_argument("--pride-shifts", type=int, default=5, help="PriDe shifts per case")
     args = parser.parse_args()
@@ -353,10 +389,12 @@ def main() -> None:
             names = args.programs if proto == "sampled" else args.shortlist_programs
             programs = {n: program(n, backend, kind) for n in names.split(",") if n}
             RAN.add(proto)
-            protocol_block(f"{dataset}/{proto}", ds, protocol, programs, args)
+            if not protocol_block(f"{dataset}/{proto}", ds, protocol, programs, args):
+                continue  # --warm
             block = RESULT["datasets"][dataset][proto]
             if proto == "shortlist":
                 test = list(build_cases(next(iter(programs.values())).spec, ds, protocol))
+                test = test[: block["test_users"]]  # the users the programs finished
                 ranks = [c.meta["retriever_rank"] for c in test]
                 block["retriever"] = {
                     "name": "bpr",

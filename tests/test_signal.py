@@ -273,3 +273,41 @@ def test_optimize_accepts_a_rank_spec_and_tunes_calibration_and_weight(tmp_path:
     assert (loaded.spec.calibration is not None) == (best.calibration != "none")
     test_users = set(outcome.result.split.test)
     assert not test_users & outcome.result.seen_users
+
+
+RATING_SPEC = """\
+name: my.rating
+task: rating
+inputs: {item_title: str}
+template: "Stars for {{ item_title }} (1-5):"
+output: {name: rating, type: rating, scale: [1, 5], decode: expected}
+calibration: {method: contextual, samples: 2}
+"""
+
+
+class DigitBackend:
+    """Digit logit = 2 if the digit is the title's true stars, plus a planted +3 on "5"."""
+
+    name = "digits"
+    supports_logits = True
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+
+    def score(self, prompt: str, continuations: list[str]) -> list[float]:
+        found = re.search(r"Movie (\d)", prompt)
+        true = found.group(1) if found else None
+        return [(2.0 if c == true else 0.0) + (3.0 if c == "5" else 0.0) for c in continuations]
+
+
+def test_expected_rating_calibration_divides_out_a_planted_digit_prior(tmp_path: Path) -> None:
+    path = tmp_path / "rating.yaml"
+    path.write_text(RATING_SPEC)
+    program = Program(load_spec(path), backend=DigitBackend())
+    raw = program(item_title="Movie 2").rating
+    prior = calibrate(program, [{"item_title": "Movie 2"}, {"item_title": "Movie 4"}])
+    assert prior is not None and prior.calls == 2
+    assert max(prior.log_prior, key=prior.log_prior.get) == "5"
+    calibrated = program(item_title="Movie 2").rating
+    assert raw > 3.5  # the planted "5" drags the expectation up
+    assert abs(calibrated - 2.0) < abs(raw - 2.0) and calibrated < 3.0
