@@ -496,6 +496,14 @@ def eval_command(
         str | None, typer.Option("--ray-address", help="Ray cluster (default: start one).")
     ] = None,
     ray_actors: Annotated[int, typer.Option("--ray-actors", help="Ray actors (shards).")] = 2,
+    retriever: Annotated[
+        str | None,
+        typer.Option(
+            help="Retrieve, then rerank: candidates = this retriever's top-N "
+            "(bpr, itemknn, popularity; fitted on training data only)."
+        ),
+    ] = None,
+    shortlist: Annotated[int, typer.Option(help="N, the retriever's shortlist size.")] = 20,
 ) -> None:
     """Evaluate a program against baselines under a declared protocol; resumes in --out.
 
@@ -533,6 +541,7 @@ def eval_command(
         sampler=sampler,
         holdout=holdout,
         file_order_is_time=file_order_is_time,
+        **_retrieval_options(retriever, shortlist),
     )
     chosen = (
         None if baselines is None else [b for b in baselines.split(",") if b not in ("", "none")]
@@ -577,6 +586,15 @@ def compare_command(
                 f"[{d['low']:+.3f}, {d['high']:+.3f}] p={d['p_value']:.4f}"
             )
     out.print(f"{stats['cases']} cases · {stats['agreement']} · {out_file}", style="dim")
+
+
+def _retrieval_options(retriever: str | None, shortlist: int) -> dict[str, Any]:
+    """Protocol fields of retrieve-then-rerank; the retriever's name is checked first."""
+    if retriever is None:
+        return {}
+    from recprompt.data.retrieval import check_retriever
+
+    return {"retriever": check_retriever(retriever), "shortlist": shortlist}
 
 
 @app.command()

@@ -254,6 +254,9 @@ class Program(dspy.Module):
         options = list(getattr(rendered.constraint, "options", ()))
         before = copy.copy(running_usage(backend))
         logps = backend.score(rendered.prompt, options)  # text, or chat messages
+        option_prior = getattr(self, "option_prior", None)
+        if option_prior is not None:  # calibrated: the estimated option prior divided out
+            logps = option_prior.adjust(options, list(logps))
         usage = _delta(before, running_usage(backend))
         self.usage.add(usage)
         probs = _softmax(logps)

@@ -67,6 +67,12 @@ class Protocol(BaseModel):
         description="where the order of events came from: a timestamp column, file order "
         "(stated by the format or the user), or none; filled from the dataset",
     )
+    retriever: str | None = Field(
+        None,
+        description="Retrieve, then rerank: candidates are this retriever's top-N (bpr, "
+        "itemknn, popularity; fitted on training data only) instead of sampled negatives",
+    )
+    shortlist: int = Field(20, description="N, the retriever's shortlist size (>= the spec's K)")
 
     @model_validator(mode="after")
     def _ratios_sum_to_one(self) -> Protocol:

@@ -44,6 +44,8 @@ class RankingExample:
     candidates: tuple[str, ...]
     positive: str
     positive_index: int
+    retriever_rank: int | None = None
+    """Retrieve-then-rerank only: the positive's 1-based rank by the retriever (None: > N)."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,10 @@ def iter_ranking_examples(ds: Dataset, protocol: Protocol) -> Iterator[RankingEx
     """
     if protocol.split != "leave_one_out":
         raise DataError("ranking examples need split='leave_one_out'")
+    if protocol.retriever is not None:
+        from recprompt.data.retrieval import retrieval_examples
+
+        return retrieval_examples(ds, protocol)
     part = loo_parts(
         ds, protocol.tie_break, protocol.seed, protocol.holdout, protocol.file_order_is_time
     )

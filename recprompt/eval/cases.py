@@ -125,6 +125,13 @@ def _nouns(spec: Spec, ds: Dataset) -> dict[str, str]:
     return values
 
 
+def _top_k(spec: Spec) -> int:
+    """The K a ranking spec must order: its item list's k, else rank.top_k."""
+    if isinstance(spec.output, ItemListOutput):
+        return spec.output.k
+    return spec.rank.top_k if spec.rank is not None else 1
+
+
 def _check_fillable(spec: Spec) -> None:
     missing = [
         name for name, declared in spec.inputs.items() if name not in FILLABLE and declared.required
@@ -161,6 +168,11 @@ def build_cases(spec: Spec, ds: Dataset, protocol: Protocol) -> Iterator[Case]:
     like = protocol.like_threshold
     if _is_ranking(spec):
         key = getattr(spec.output, "key", "title")
+        if protocol.retriever is not None:
+            from recprompt.data.retrieval import check_retriever, check_shortlist
+
+            check_retriever(protocol.retriever)
+            check_shortlist(protocol.shortlist, _top_k(spec), f"spec {spec.name!r}")
         for ex in iter_ranking_examples(ds, protocol):
             history = ItemSeq(_event(ds, e) for e in ex.history)
             values = _common(spec, ds, ex.user_id, history, like)
@@ -175,7 +187,8 @@ def build_cases(spec: Spec, ds: Dataset, protocol: Protocol) -> Iterator[Case]:
                 meta={
                     "user_id": ex.user_id,
                     "positive": ex.positive,
-                    "positive_index": ex.positive_index,
+                    "positive_index": ex.positive_index if ex.positive_index >= 0 else None,
+                    "retriever_rank": ex.retriever_rank,
                     "candidates": list(ex.candidates),
                     "candidate_items": candidates,
                     "candidate_names": [item_name(c, key) for c in candidates],

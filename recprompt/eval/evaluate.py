@@ -21,6 +21,7 @@ from recprompt.compile.program import Program
 from recprompt.data import Dataset, Protocol
 from recprompt.environment import numeric_environment
 from recprompt.errors import InputError
+from recprompt.eval import signal
 from recprompt.eval.cases import Case
 from recprompt.eval.checks import check_candidates, user_counts
 from recprompt.eval.html import write_case_files
@@ -104,6 +105,9 @@ def _ranking_baselines(
             candidates = case.meta["candidates"]
             scores = np.asarray(model.score(case.id, candidates), dtype=float)
             scores = scores + rng.uniform(0, 1e-9, len(scores))  # seeded random tie-break
+            if case.meta["positive_index"] is None:  # the retriever missed it: a miss
+                ranks.append(float("inf"))
+                continue
             positive = scores[case.meta["positive_index"]]
             ranks.append(float((scores > positive).sum() + 1))
         out[name] = ranking_values(ranks)
@@ -332,10 +336,12 @@ def _evaluate(
     config = run_config(program, dataset, protocol, cases, backend=backend)
     check_folder(out, config)
     train = train_split(dataset, protocol)
+    prepared: dict[str, Any] = {}
     store = ResultStore(out / "results.jsonl")
     usage = Usage()
     if not baselines_only:
         attach_declared_prior(program, train, protocol.seed)
+        prepared = signal.prepare(program, dataset, protocol, cases)  # calibrate, tune fusion
         usage = _run(program, cases, store, limits, progress, execution)
     records = [store.records[c.id] for c in cases if c.id in store]
     fallback = float(np.nanmean(train.rating)) if train.has_ratings else 0.0
@@ -388,8 +394,10 @@ def _evaluate(
         "environment": numeric_environment(backend),
         "paired": paired_table(values, base_values, seed=protocol.seed),
     }
+    report.update(signal.sections(prepared, records, protocol))
     write_report(out, report)
     write_markdown(out, report)
     write_plots(out, report)
     write_case_files(out, report, records, values, base_values)
+    signal.plot_calibration(out, report)
     return report

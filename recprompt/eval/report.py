@@ -100,6 +100,9 @@ def write_markdown(out: Path, report: dict[str, Any]) -> Path:
         lines += [
             f"| {p['position']} | {p['cases']} | {p['hit_rate']:.3f} |" for p in report["position"]
         ]
+    from recprompt.eval.signal import signal_markdown
+
+    lines += signal_markdown(report)
     lines += ["", "## Protocol", "", "```json", json.dumps(report["protocol"], indent=2), "```"]
     lines += ["", "## Cost", "", "```json", json.dumps(report["usage"], indent=2), "```", ""]
     path = out / "report.md"

@@ -174,6 +174,7 @@ def rank_record(program: Program, case: Case) -> dict[str, Any]:
         "meta": case.meta,
         "llm_scores": result.llm_scores,
         "prior_scores": result.prior_scores,
+        "uncalibrated_scores": result.uncalibrated_scores,
     }
 
 

@@ -18,7 +18,6 @@ from recprompt._files import write_text_atomic
 from recprompt.backends.base import Backend
 from recprompt.data import Dataset
 from recprompt.environment import numeric_environment
-from recprompt.errors import InputError
 from recprompt.eval.scoring import summarize
 from recprompt.eval.significance import paired_name, paired_table
 from recprompt.optimize.budget import CallMeter
@@ -113,11 +112,9 @@ def optimize(
     path = resolve_spec_path(spec_path)
     spec = load_spec(path)
     if spec.rank is not None:
-        raise InputError(
-            f"{spec.name}: optimize scores one call per case; specs with a 'rank:' strategy "
-            "are not supported yet",
-            hint="tune a scored spec (output item with decode: score, or a rating/choice)",
-        )
+        from recprompt.optimize.ranking import check_rank_spec
+
+        check_rank_spec(spec)
     split = partition_users(dataset, seed, demo_users, valid_users, test_users if report else 0)
     meter = CallMeter(backend, budget)
     report_calls = 2 * (valid_users + test_users) if report else 0
@@ -182,6 +179,7 @@ def _report(
 ) -> dict[str, Any]:
     ctx = _Context(spec, dataset, result.split, meter, seed, None, None)
     ctx.concurrency = concurrency
+    ctx.tune_fusion = False  # test users get the weight chosen on validation, fixed
     zero = Config(spec.variant().id, 0, "none", _default_history(spec))
     metric = ctx.metric
     results: dict[str, Any] = {}

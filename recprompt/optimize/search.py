@@ -39,7 +39,7 @@ from recprompt.data import Dataset
 from recprompt.errors import BudgetError, InputError
 from recprompt.eval.cases import Case, build_cases, default_protocol
 from recprompt.eval.executor import bounded_map, check_concurrency
-from recprompt.eval.runner import record_of, train_split
+from recprompt.eval.runner import rank_record, record_of, train_split
 from recprompt.eval.scoring import per_case_values
 from recprompt.optimize.budget import CallMeter
 from recprompt.select import attach, embed_available, make_selector
@@ -106,6 +106,10 @@ class Config:
     selector: str
     history_length: int | None
     draw: int = 0
+    calibration: str = "none"
+    """Rank specs: none or contextual (see :mod:`recprompt.optimize.ranking`)."""
+    prior_weight: float | None = None
+    """Rank specs with a prior: the fusion weight chosen on validation (set on the best)."""
 
     def complexity(self, default_variant: str | None = None) -> tuple[Any, ...]:
         """Sort key, simplest first: demonstrations, selector, variant, history length."""
@@ -120,7 +124,12 @@ class Config:
     def label(self) -> str:
         sel = f"fixed#{self.draw}" if self.selector == "fixed" else self.selector
         demos = "zero-shot" if self.k == 0 else f"k={self.k} {sel}"
-        return f"{self.variant} · {demos} · history={self.history_length}"
+        text = f"{self.variant} · {demos} · history={self.history_length}"
+        if self.calibration != "none":
+            text += f" · calibration={self.calibration}"
+        if self.prior_weight is not None:
+            text += f" · prior weight={self.prior_weight:.2f}"
+        return text
 
 
 def objective(metric: str, values: dict[str, np.ndarray]) -> float:
@@ -164,6 +173,10 @@ def tuned_spec(spec: Spec, config: Config) -> Spec:
             update={"max_length": config.history_length}
         )
     tuned = spec.model_copy(update={"demos": demos, "inputs": inputs})
+    if config.calibration != "none" or config.prior_weight is not None:
+        from recprompt.optimize.ranking import tuned_rank_spec
+
+        tuned = tuned_rank_spec(tuned, config)
     return tuned
 
 
@@ -197,6 +210,10 @@ def search_space(
                     continue
                 out += [Config(variant, k, s, hl) for s in selectors if s != "fixed"]
                 out += [Config(variant, k, "fixed", hl, d) for d in range(fixed_draws)]
+    if spec.rank is not None:
+        from recprompt.optimize.ranking import expand_space
+
+        out = expand_space(spec, out)
     return out
 
 
@@ -298,6 +315,17 @@ class _Context:
         self.protocol = base
         train = train_split(ds, base)
         self.fallback = float(np.nanmean(train.rating)) if train.has_ratings else 0.0
+        self.tune_fusion = True  # rank specs: tune the prior's weight (False in the report)
+        self._programs: dict[Config, Program] = {}
+        if spec.rank is not None:
+            from recprompt.optimize.ranking import Priors
+
+            self._priors = Priors(spec, ds, base, seed)
+
+    def prior_scores(self, record: dict[str, Any]) -> dict[str, float]:
+        """The spec's prior on a record's candidates, fitted on what its target may see."""
+        target = "test" if _user_of(record) in set(self.split.test) else "valid"
+        return self._priors.scores(record, target)
 
     def cases(self, target: str, users: list[str], history_length: int | None) -> list[Case]:
         key = (target, history_length, tuple(users))
@@ -329,6 +357,10 @@ class _Context:
         ]
 
     def program(self, config: Config, backend: Backend | None = None) -> Program:
+        if self.spec.rank is not None:
+            from recprompt.optimize.ranking import rank_program
+
+            return rank_program(self, config, backend)
         return build_program(
             self.spec,
             config,
@@ -350,18 +382,30 @@ class _Context:
                 user = demo.inputs.get("user_id")
                 if user is not None:
                     self.seen_users.add(str(user))
-        work = lambda case: record_of(case, program(**case.inputs))  # noqa: E731
+        if self.spec.rank is not None:
+            work = lambda case: rank_record(program, case)  # noqa: E731
+        else:
+            work = lambda case: record_of(case, program(**case.inputs))  # noqa: E731
         for _, case, record in bounded_map(work, todo, self.concurrency):
             if isinstance(record, BaseException):
                 raise record
             self._records[(config, case.id)] = record
         records = [self._records[(config, case.id)] for case in cases]
+        if self.spec.rank is not None:
+            from recprompt.optimize.ranking import rank_scores
+
+            value, values, _ = rank_scores(self, config, records, tune=self.tune_fusion)
+            return value, values
         values = per_case_values(self.spec, records, self.fallback)
         return objective(self.metric, values), values
 
 
 def _user(case: Case) -> str:
     return str(case.meta.get("user_id", case.id.split(":")[0]))
+
+
+def _user_of(record: dict[str, Any]) -> str:
+    return str(record["meta"].get("user_id", str(record["id"]).split(":")[0]))
 
 
 def build_program(
@@ -424,7 +468,12 @@ def search(
     rest = [c for c in space if c != default]
     ordered = [default] + [rest[i] for i in rng.permutation(len(rest))]
     valid_cases = ctx.cases("valid", split.valid, default.history_length)
-    plan, n_keep = make_plan(len(ordered), len(valid_cases), budget, report_calls, eta)
+    reserved = 0
+    if spec.rank is not None:
+        from recprompt.optimize.ranking import reserve
+
+        reserved = reserve(ordered)
+    plan, n_keep = make_plan(len(ordered), len(valid_cases), budget, report_calls + reserved, eta)
     announce(f"optimize: {len(ordered)} configs in the space, {n_keep} kept; {plan.describe()}")
     alive = ordered[:n_keep]
     trials: list[dict[str, Any]] = []
@@ -441,6 +490,10 @@ def search(
             )
         alive = rank_configs(scored, tolerance, default.variant)
     best = alive[0]
+    if spec.rank is not None and spec.rank.prior != "none":
+        from recprompt.optimize.ranking import best_weight
+
+        best = best_weight(ctx, best, ctx.cases("valid", split.valid, best.history_length))
     return SearchResult(best, ctx.program(best), plan, split, trials, meter, set(ctx.seen_users))
 
 

@@ -59,6 +59,8 @@ class RankResult:
     """The candidate orders the model saw (one per bootstrap sample)."""
     ids: list[str] = field(default_factory=list)
     """The ranking as item ids (names for candidates without an id), best first."""
+    uncalibrated_scores: dict[str, float] | None = None
+    """The LLM scores before the option prior was divided out (None when not calibrated)."""
 
     @property
     def valid(self) -> bool:
@@ -150,6 +152,9 @@ class Context:
         options = list(rendered.constraint.options)
         if self.backend.supports_logits:
             logps = np.asarray(self.score(rendered.prompt, options), dtype=np.float64)
+            option_prior = getattr(self.program, "option_prior", None)
+            if option_prior is not None:  # calibrated choice (pointwise Yes/No, pairwise A/B)
+                logps = np.asarray(option_prior.adjust(options, logps.tolist()))
             top = float(logps.max())
             logps = logps - (top + math.log(float(np.exp(logps - top).sum())))
             return dict(zip(options, logps.tolist(), strict=True))

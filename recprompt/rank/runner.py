@@ -137,6 +137,12 @@ def rank(
     orders = bootstrap_orders(candidates, settings.bootstrap, settings.seed, names)
     run = pairwise if strategy == "pairwise" else STRATEGIES[strategy]
     runs: list[OrderScores] = [run(ctx, order) for order in orders]
+    option_prior = getattr(program, "option_prior", None)
+    raw_runs = runs
+    if option_prior is not None and strategy == "letters":
+        runs = [
+            _calibrated(ctx, r, order, option_prior) for r, order in zip(runs, orders, strict=True)
+        ]
     good = [r.scores for r in runs if r.error is None]
     failed = [r.error for r in runs if r.error is not None]
     error = f"{len(failed)} of {len(runs)} orders failed: {failed[0]}" if failed else None
@@ -147,6 +153,12 @@ def rank(
     else:
         aggregated = borda(good)
         llm = {k: aggregated[k] for k in keys}
+    uncalibrated = None
+    if raw_runs is not runs:
+        raw_good = [r.scores for r in raw_runs if r.error is None]
+        if raw_good:
+            raw = raw_good[0] if len(raw_good) == 1 else borda(raw_good)
+            uncalibrated = {k: raw[k] for k in keys}
     final, prior_scores = llm, None
     if fitted is not None:
         prior_scores = fitted.scores(str(user), candidates, keys)
@@ -167,4 +179,15 @@ def rank(
         prior_scores=by_name(prior_scores),
         orders=[[ctx.name(c) for c in order] for order in orders],
         ids=ranked,
+        uncalibrated_scores=uncalibrated,
     )
+
+
+def _calibrated(ctx: Context, run: OrderScores, order: list[Any], prior: Any) -> OrderScores:
+    """Letter scores of one order with the option prior divided out (letter = position)."""
+    if run.error is not None:
+        return run
+    keys = [ctx.id(c) for c in order]
+    labels = list(LETTERS[: len(keys)])
+    adjusted = prior.adjust(labels, [run.scores[k] for k in keys])
+    return OrderScores(dict(zip(keys, adjusted, strict=True)))

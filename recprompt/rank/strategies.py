@@ -101,6 +101,10 @@ def likelihood(ctx: Context, items: list[dict[str, Any]]) -> OrderScores:
         )
     logps = ctx.score(rendered.prompt, names)
     tokenize = getattr(ctx.backend, "tokenize", None)
+    inner = ctx.backend
+    while tokenize is None and getattr(inner, "backend", None) is not None:  # cache wrappers
+        inner = inner.backend
+        tokenize = getattr(inner, "tokenize", None)
     lengths = [len(tokenize(n, bos=False)) if tokenize else 1 for n in names]
     ids = [ctx.id(i) for i in items]
     return OrderScores({i: lp / max(k, 1) for i, lp, k in zip(ids, logps, lengths, strict=True)})

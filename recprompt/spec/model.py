@@ -17,6 +17,7 @@ from recprompt.types import ItemListOutput, OutputSpec
 
 __all__ = [
     "RANK_KS",
+    "CalibrationSpec",
     "DemoSpec",
     "InputSpec",
     "InputType",
@@ -139,9 +140,39 @@ class RankSpec(_Strict):
         "none", description="Collaborative prior fused with the LLM score."
     )
     prior_weight: float = Field(
-        0.0, ge=0.0, le=1.0, description="Weight of the prior; tuned on validation users."
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the prior, used as given unless tune_users is set.",
+    )
+    tune_users: int | None = Field(
+        None,
+        ge=1,
+        description="recprompt eval tunes prior_weight on this many validation users, "
+        "disjoint from the test users, and reports the weight and its validation curve.",
     )
     seed: int = Field(0, description="Seed of candidate shuffles.")
+
+
+class CalibrationSpec(_Strict):
+    """Take the model's option prior out of scored options (letters, choice, rating).
+
+    ``contextual`` (Zhao et al. 2021) estimates it from content-free renderings of a few
+    cases, ``pride`` (Zheng et al. 2024) from a few cases scored under cyclic permutations
+    of the candidates (letters ranking only). ``recprompt eval`` estimates it on validation
+    cases before the run and reports its cost and the position table before and after.
+    """
+
+    method: Literal["none", "contextual", "pride"] = Field(
+        "none", description="How the option prior is estimated; none = raw scores."
+    )
+    samples: int = Field(4, ge=1, description="Cases the prior is estimated on (no labels).")
+    permutations: int | None = Field(
+        None, ge=1, description="PriDe: cyclic shifts per case (default: one per candidate)."
+    )
+    content_free: str = Field(
+        "N/A", description="Contextual: the text that replaces every item of a case."
+    )
 
 
 class Spec(_Strict):
@@ -163,6 +194,9 @@ class Spec(_Strict):
     output: OutputSpec
     demos: DemoSpec = Field(default_factory=DemoSpec)
     rank: RankSpec | None = Field(None, description="Rank a candidate list with this program.")
+    calibration: CalibrationSpec | None = Field(
+        None, description="Divide the option prior out of scored options (off by default)."
+    )
     metric: str | None = Field(None, description="e.g. rmse, ndcg@10, hr@10, auc, bleu.")
 
     _origin: str | None = PrivateAttr(None)
@@ -294,7 +328,9 @@ def _metric_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
 
 def semantic_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
     """Checks across fields, each with the path it concerns: (path, problem, what to do)."""
-    issues = _source_issues(spec)
+    from recprompt.rank.calibration import calibration_issues
+
+    issues = [*calibration_issues(spec), *_source_issues(spec)]
     return [*issues, *_name_issues(spec), *_metric_issues(spec)]
 
 

@@ -1,0 +1,163 @@
+"""The parts of an evaluation that make the model's signal count, and their report sections.
+
+Before the test run (:func:`prepare`): the spec's calibration is estimated on validation
+cases of users outside the test users, then the fusion weight is tuned on other such users
+(``rank.tune_users``). After it (:func:`sections`): the position table before and after
+calibration, the tuned weight with its validation curve, and for retrieve-then-rerank the
+retriever's recall@N and NDCG@10 over the full catalogue beside the rerank's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recprompt.data import Dataset, Protocol
+
+__all__ = ["plot_calibration", "prepare", "sections", "signal_markdown"]
+
+
+def prepare(program: Any, dataset: Dataset, protocol: Protocol, cases: Sequence[Any]) -> dict:
+    """Calibrate and tune (as the spec asks) before the test run; returns report sections."""
+    from recprompt.rank.calibration import calibrate
+    from recprompt.rank.tune import tune_prior_weight, validation_cases
+
+    out: dict[str, Any] = {}
+    test_users = {c.meta.get("user_id", c.id) for c in cases}
+    settings = getattr(program.spec, "calibration", None)
+    if settings is not None and settings.method != "none":
+        sample = validation_cases(program, dataset, protocol, test_users, settings.samples)
+        prior = calibrate(program, [c.inputs for c in sample])
+        if prior is not None:
+            out["calibration"] = {**prior.as_dict(), "estimated_on": "validation users"}
+    rank = program.spec.rank
+    if rank is not None and rank.tune_users:
+        tuning = tune_prior_weight(program, dataset, protocol, test_users, rank.tune_users)
+        program.rank_prior.weight = tuning.result.weight
+        out["fusion"] = {"prior": rank.prior, **tuning.as_dict()}
+    return out
+
+
+def _position(records: Sequence[dict[str, Any]], key: str, k: int = 10) -> list[dict]:
+    """Hit rate at k by the positive's position, ranking by ``record[key]`` scores."""
+    by_position: dict[int, list[bool]] = {}
+    for r in records:
+        position = r["meta"].get("positive_index")
+        scores = r.get(key)
+        if position is None or not scores:
+            continue
+        ordered = sorted(scores, key=lambda n: -scores[n] if scores[n] == scores[n] else np.inf)
+        by_position.setdefault(int(position), []).append(r["label"] in ordered[:k])
+    return [
+        {"position": p + 1, "cases": len(h), "hit_rate": sum(h) / len(h)}
+        for p, h in sorted(by_position.items())
+    ]
+
+
+def _retrieval(records: Sequence[dict[str, Any]], protocol: Protocol) -> dict[str, Any]:
+    ranks = [r["meta"].get("retriever_rank") for r in records]
+    found = np.array([x is not None for x in ranks], dtype=float)
+    ndcg = np.array([1.0 / np.log2(x + 1) if x is not None and x <= 10 else 0.0 for x in ranks])
+    hr = np.array([1.0 if x is not None and x <= 10 else 0.0 for x in ranks])
+    return {
+        "retriever": protocol.retriever,
+        "n": protocol.shortlist,
+        f"recall@{protocol.shortlist}": float(found.mean()) if len(found) else 0.0,
+        "retriever_ndcg@10": float(ndcg.mean()) if len(ndcg) else 0.0,
+        "retriever_hr@10": float(hr.mean()) if len(hr) else 0.0,
+        "note": "over the full catalogue minus the user's training items; a user whose "
+        "positive the retriever missed counts as a miss for the retriever and the rerank",
+    }
+
+
+def sections(
+    prepared: dict[str, Any], records: Sequence[dict[str, Any]], protocol: Protocol
+) -> dict[str, Any]:
+    """Report sections: calibration (with position before/after), fusion, retrieval."""
+    out = dict(prepared)
+    if "calibration" in out:
+        out["calibration"] = {
+            **out["calibration"],
+            "position_before": _position(records, "uncalibrated_scores"),
+            "position_after": _position(records, "llm_scores"),
+        }
+    if protocol.retriever is not None:
+        out["retrieval"] = _retrieval(records, protocol)
+    return out
+
+
+def signal_markdown(report: dict[str, Any]) -> list[str]:
+    """Markdown lines for the sections above (empty when the report has none)."""
+    lines: list[str] = []
+    cal = report.get("calibration")
+    if cal:
+        lines += ["", f"## Calibration ({cal['method']})", ""]
+        lines += [
+            f"Option prior estimated on {cal['cases']} validation cases with {cal['calls']} "
+            "calls (labels never read), divided out of every score.",
+            "",
+            "| position | cases | HR@10 before | HR@10 after |",
+            "|---|---|---|---|",
+        ]
+        after = {p["position"]: p for p in cal.get("position_after", [])}
+        for p in cal.get("position_before", []):
+            a = after.get(p["position"], {}).get("hit_rate", float("nan"))
+            lines.append(f"| {p['position']} | {p['cases']} | {p['hit_rate']:.3f} | {a:.3f} |")
+    fusion = report.get("fusion")
+    if fusion:
+        lines += ["", f"## Fusion with {fusion['prior']}", ""]
+        lines += [
+            f"Weight {fusion['weight']:.2f}, tuned on {fusion['valid_users']} validation users "
+            f"(none of them test users; {fusion['calls']} calls). Validation NDCG@10 by weight:",
+            "",
+            "```json",
+            json.dumps(fusion["curve"]),
+            "```",
+        ]
+    retrieval = report.get("retrieval")
+    if retrieval:
+        n = retrieval["n"]
+        lines += ["", f"## Retrieve ({retrieval['retriever']}, top {n}), then rerank", ""]
+        lines += [
+            f"- retriever recall@{n}: {retrieval[f'recall@{n}']:.3f}",
+            f"- retriever alone NDCG@10: {retrieval['retriever_ndcg@10']:.4f}, "
+            f"HR@10: {retrieval['retriever_hr@10']:.4f}",
+            f"- rerank NDCG@10: {report['metrics']['ndcg@10']['value']:.4f} "
+            "(the program row above)",
+            f"- {retrieval['note']}",
+        ]
+    return lines
+
+
+def plot_calibration(out: Path, report: dict[str, Any]) -> Path | None:
+    """``position_bias_calibration.png``: HR@10 by position, before and after calibration."""
+    cal = report.get("calibration")
+    if not cal or not cal.get("position_before"):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for key, label, shift in (
+        ("position_before", "raw", -0.2),
+        ("position_after", "calibrated", 0.2),
+    ):
+        table = cal.get(key, [])
+        ax.bar(
+            [p["position"] + shift for p in table], [p["hit_rate"] for p in table], 0.4, label=label
+        )
+    ax.set_xlabel("position of the positive in the candidate list")
+    ax.set_ylabel("HR@10")
+    ax.set_title(f"Position bias before and after {cal['method']} calibration")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "position_bias_calibration.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

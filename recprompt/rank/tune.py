@@ -1,0 +1,109 @@
+"""Fusion tuned where it runs: the prior's weight chosen on validation users, never test ones.
+
+``recprompt eval`` with ``rank.tune_users: M`` (and a ``rank.prior``) calls
+:func:`tune_prior_weight` before the test run: M users *not* among the test users are
+ranked on their validation item (the second-to-last interaction, history before it), the
+prior is fitted on the training split alone (the validation items are not in it), and the
+weight maximising NDCG@10 on those users is fixed on the program's prior. The test users are
+excluded by id before any model call, so their labels cannot move the weight.
+
+:func:`validation_cases` is shared with calibration, which is estimated on the same kind of
+held-apart cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recprompt.data import Dataset, Protocol, split_dataset
+from recprompt.errors import InputError
+from recprompt.rank.fusion import Prior, TuneResult, tune_weight
+
+__all__ = ["WeightTuning", "tune_prior_weight", "validation_cases"]
+
+
+def validation_cases(
+    program: Any, dataset: Dataset, protocol: Protocol, exclude: Collection[str], n: int
+) -> list[Any]:
+    """``n`` seeded users outside ``exclude``, each with their validation target as a case."""
+    from recprompt.eval.cases import build_cases
+
+    valid = protocol.model_copy(update={"target": "valid", "n_users": None})
+    cases = [c for c in build_cases(program.spec, dataset, valid) if c.id not in set(exclude)]
+    if not cases:
+        raise InputError(
+            "no validation users are left outside the test users",
+            hint="evaluate fewer --users, so that some users remain for tuning",
+        )
+    rng = np.random.default_rng([protocol.seed, 104729])
+    pick = sorted(rng.choice(len(cases), size=min(n, len(cases)), replace=False).tolist())
+    return [cases[i] for i in pick]
+
+
+@dataclass
+class WeightTuning:
+    """The tuned weight, its validation curve, and who it was tuned on."""
+
+    result: TuneResult
+    users: list[str]
+    calls: int = 0
+    seconds: float = 0.0
+    llm_alone: float = 0.0
+    prior_alone: float = 0.0
+    curve: dict[float, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "weight": self.result.weight,
+            "valid_ndcg@10": self.result.metric,
+            "curve": {f"{w:.2f}": v for w, v in self.result.table.items()},
+            "valid_users": len(self.users),
+            "calls": self.calls,
+            "seconds": self.seconds,
+            "method": "grid 0.0..1.0 step 0.1, NDCG@10, ties to the smaller weight",
+        }
+
+
+def tune_prior_weight(
+    program: Any,
+    dataset: Dataset,
+    protocol: Protocol,
+    test_users: Collection[str],
+    n_users: int,
+    *,
+    grid: Sequence[float] | None = None,
+) -> WeightTuning:
+    """Rank ``n_users`` validation users (disjoint from ``test_users``) and tune the weight.
+
+    The program's option prior, if any, is applied as in the test run; the collaborative
+    prior used here is fitted on the training split only.
+    """
+    from recprompt.baselines import make_baseline
+    from recprompt.rank.runner import rank
+
+    settings = program.spec.rank
+    if settings is None or settings.prior == "none":
+        raise InputError(
+            f"{program.spec.name}: rank.tune_users tunes the prior's weight, but rank.prior "
+            "is none",
+            hint="set rank.prior: bpr (or popularity), or remove rank.tune_users",
+        )
+    cases = validation_cases(program, dataset, protocol, test_users, n_users)
+    overlap = {c.id for c in cases} & set(test_users)
+    if overlap:  # the guarantee, checked rather than assumed
+        raise AssertionError(f"validation users overlap the test users: {sorted(overlap)[:5]}")
+    train = split_dataset(dataset, protocol).train
+    prior = Prior(make_baseline(settings.prior, seed=protocol.seed).fit(train), weight=0.0)
+    triples, calls, seconds = [], 0, 0.0
+    for case in cases:
+        result = rank(program, case.inputs, case.meta["candidate_items"], user=case.id, prior=prior)
+        calls += result.usage.calls
+        seconds += result.usage.seconds
+        triples.append((result.llm_scores or {}, result.prior_scores or {}, case.label))
+    kwargs = {"grid": grid} if grid is not None else {}
+    tuned = tune_weight(triples, seed=settings.seed, **kwargs)
+    return WeightTuning(tuned, [c.id for c in cases], calls=calls, seconds=seconds)

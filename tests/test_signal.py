@@ -1,0 +1,313 @@
+"""Calibrated option scoring, retrieve-then-rerank, and the fusion weight tuned on validation.
+
+A scripted backend plants a letter prior (letters early in the alphabet win whatever they
+label) on top of a true taste (higher-numbered "Movie n" titles are better): calibration must
+recover the taste, and tuning must never look at a test user.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from recprompt.backends.base import Usage
+from recprompt.cli import app
+from recprompt.compile.program import Program
+from recprompt.data import Dataset, Protocol, ranking_examples
+from recprompt.errors import InputError
+from recprompt.eval.cases import build_cases
+from recprompt.rank import rank
+from recprompt.rank.calibration import calibrate
+from recprompt.rank.tune import tune_prior_weight
+from recprompt.spec import load_spec
+from recprompt.spec.template import LETTERS
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "recprompt" / "templates" / "rank"
+BIAS = np.linspace(6.0, 0.0, len(LETTERS))  # planted: A +6 nats over T, whatever it labels
+
+
+def worth(title: str) -> float:
+    found = re.search(r"Movie (\d+)", title)
+    return 0.2 * float(found.group(1)) if found else 0.0  # "N/A" has no content
+
+
+class PlantedBackend:
+    """Letter logit = taste of the lettered title + a planted prior of the letter."""
+
+    name = "planted"
+    supports_logits = True
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.prompts: list[str] = []
+
+    def score(self, prompt: str, continuations: list[str]) -> list[float]:
+        self.usage.add(Usage(calls=1))
+        self.prompts.append(prompt)
+        lines = dict(re.findall(r"^([A-T])\. (.*)$", prompt, re.M))
+        logits = np.array([worth(lines[c]) + BIAS[LETTERS.index(c)] for c in continuations])
+        return (logits - np.log(np.exp(logits).sum())).tolist()
+
+
+def letters_program(method: str = "none", **rank_overrides: Any) -> Program:
+    spec = load_spec(TEMPLATES / "letters.yaml")
+    update: dict[str, Any] = {"calibration": {"method": method}}
+    if rank_overrides:
+        update["rank"] = spec.rank.model_copy(update=rank_overrides)
+    data = spec.model_dump(by_alias=True)
+    data.update(update)
+    if rank_overrides:
+        data["rank"] = update["rank"].model_dump()
+    from recprompt.spec.model import Spec
+
+    return Program(Spec.model_validate(data), backend=PlantedBackend())
+
+
+def shuffled(n: int, seed: int) -> list[dict[str, str]]:
+    order = np.random.default_rng(seed).permutation(n)
+    return [{"item_id": str(i), "title": f"Movie {i}"} for i in order]
+
+
+@pytest.mark.parametrize("method", ["contextual", "pride"])
+def test_calibration_removes_a_planted_option_prior(method: str) -> None:
+    program = letters_program(method)
+    history = [{"item_id": "h1", "title": "Heat (1995)"}]
+    estimation = [{"history": history, "candidates": shuffled(12, s)} for s in range(3)]
+    prior = calibrate(program, estimation)
+    assert prior is not None and prior.method == method
+    planted = BIAS[:12] - np.log(np.exp(BIAS[:12]).sum())
+    estimated = np.array([prior.log_prior[c] for c in LETTERS[:12]])
+    np.testing.assert_allclose(estimated, planted, atol=1e-6)  # the prior, found exactly
+    items = shuffled(12, 99)
+    truth = [f"Movie {i}" for i in range(11, -1, -1)]
+    calibrated = rank(program, {"history": history}, items)
+    assert calibrated.ranking == truth
+    assert calibrated.uncalibrated_scores is not None
+    program.option_prior = None
+    raw = rank(program, {"history": history}, items)
+    assert raw.ranking != truth  # without calibration the planted prior wins
+    assert raw.ranking[0] == items[0]["title"]  # ... whatever letter A labels
+
+
+def test_contextual_calibration_renders_content_free_candidates() -> None:
+    program = letters_program("contextual")
+    calibrate(program, [{"history": [], "candidates": shuffled(5, 0)}])
+    prompt = program.backend.prompts[-1]
+    assert "A. N/A" in prompt and "Movie" not in prompt
+
+
+def ratings_dataset(users: int = 24, items: int = 30) -> Dataset:
+    """Each user watched 8 items in time order; taste: user u likes items near 3u mod N."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for u in range(users):
+        picks = rng.choice(items, size=8, replace=False)
+        for t, i in enumerate(picks):
+            rows.append((f"u{u}", f"i{i}", float(rng.integers(1, 6)), t))
+    user, item, rating, ts = zip(*rows, strict=True)
+    titles = {f"i{i}": {"title": f"Movie {i}"} for i in range(items)}
+    return Dataset.from_records("toy", user, item, rating, ts, items=titles)
+
+
+def test_the_fusion_weight_is_tuned_without_seeing_a_test_user(monkeypatch) -> None:
+    ds = ratings_dataset()
+    program = letters_program("none", prior="bpr", tune_users=8)
+    protocol = Protocol(dataset="toy", n_negatives=9, n_users=10, seed=0)
+    test_cases = list(build_cases(program.spec, ds, protocol))
+    test_users = {c.id for c in test_cases}
+    import recprompt.rank.runner as runner
+
+    seen: list[tuple[str, str]] = []
+    real = runner.rank
+
+    def spy(program: Any, inputs: Any, candidates: Any, *, user: Any = None, prior: Any = None):
+        seen.append((user, json.dumps(candidates, sort_keys=True)))
+        return real(program, inputs, candidates, user=user, prior=prior)
+
+    monkeypatch.setattr(runner, "rank", spy)
+    tuning = tune_prior_weight(program, ds, protocol, test_users, 8)
+    assert len(seen) == 8 and not {u for u, _ in seen} & test_users
+    assert set(tuning.users) == {u for u, _ in seen}
+    valid = Protocol(dataset="toy", n_negatives=9, seed=0, target="valid")
+    targets = {e.user_id: e.positive for e in ranking_examples(ds, valid)}
+    for case_user, cands in seen:  # each tuned on its validation item, never its test item
+        assert f'"item_id": "{targets[case_user]}"' in cands
+    assert set(tuning.result.table) == {round(w, 2) for w in np.linspace(0, 1, 11)}
+    assert 0.0 <= tuning.result.weight <= 1.0
+
+
+def test_eval_reports_calibration_tuned_weight_and_retrieval(tmp_path: Path) -> None:
+    from recprompt.eval.evaluate import evaluate
+
+    ds = ratings_dataset()
+    program = letters_program("contextual", prior="bpr", tune_users=6)
+    protocol = Protocol(dataset="toy", n_users=10, seed=0, retriever="bpr", shortlist=10)
+    report = evaluate(program, ds, protocol, tmp_path / "run", baselines=["bpr"], progress=False)
+    fusion = report["fusion"]
+    assert fusion["valid_users"] == 6 and len(fusion["curve"]) == 11
+    assert program.rank_prior.weight == fusion["weight"]
+    cal = report["calibration"]
+    assert cal["method"] == "contextual" and cal["calls"] == 4
+    assert cal["position_before"] and cal["position_after"]
+    retrieval = report["retrieval"]
+    assert retrieval["retriever"] == "bpr" and 0.0 <= retrieval["recall@10"] <= 1.0
+    recall = np.mean(
+        [c.meta["retriever_rank"] is not None for c in build_cases(program.spec, ds, protocol)]
+    )
+    assert retrieval["recall@10"] == pytest.approx(recall)
+    # a user the retriever missed is a miss for the program and for BPR-MF alone
+    assert report["metrics"]["hr@10"]["value"] <= recall + 1e-9
+    assert report["baselines"]["bpr"]["hr@10"]["value"] <= recall + 1e-9
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "## Calibration (contextual)" in md and "## Fusion with bpr" in md
+    assert "recall@10" in md
+    assert (tmp_path / "run" / "position_bias_calibration.png").is_file()
+
+
+def test_retrieval_candidates_come_from_the_retriever_and_exclude_training_items() -> None:
+    ds = ratings_dataset()
+    protocol = Protocol(dataset="toy", n_users=5, seed=0, retriever="popularity", shortlist=6)
+    for ex in ranking_examples(ds, protocol):
+        assert len(ex.candidates) == 6 and len(set(ex.candidates)) == 6
+        history = {h.item_id for h in ex.history}
+        assert not history & set(ex.candidates)
+        if ex.retriever_rank is None:
+            assert ex.positive_index == -1 and ex.positive not in ex.candidates
+        else:
+            assert ex.candidates[ex.positive_index] == ex.positive
+
+
+def test_unknown_retriever_and_short_shortlist_are_input_errors() -> None:
+    ds = ratings_dataset()
+    with pytest.raises(InputError, match="unknown retriever 'nope'"):
+        ranking_examples(ds, Protocol(dataset="toy", retriever="nope"))
+    program = letters_program()
+    with pytest.raises(InputError, match=r"shortlist has 5 candidates but .* top 10"):
+        list(build_cases(program.spec, ds, Protocol(dataset="toy", retriever="bpr", shortlist=5)))
+
+
+TEXT_SPEC = """\
+name: my.text
+task: explanation
+inputs: {item_title: str}
+template: "Why would someone like {{ item_title }}?"
+output: {name: why, type: text}
+calibration: {method: contextual}
+"""
+
+
+def test_cli_refuses_calibration_on_free_text(cli, tmp_path: Path) -> None:
+    path = tmp_path / "text.yaml"
+    path.write_text(TEXT_SPEC)
+    result = cli.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "calibration" in result.output and "free text" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--retriever", "nope"], "unknown retriever 'nope'"),
+        (["--retriever", "bpr", "--shortlist", "5"], "shortlist has 5 candidates"),
+    ],
+)
+def test_cli_eval_refuses_bad_retrieval(cli, data_root: Path, tmp_path: Path, flags, message):
+    args = ["eval", "rank.letters", "--data", str(data_root / "ml-100k"), "--users", "3"]
+    result = cli.invoke(app, [*args, "--out", str(tmp_path / "run"), *flags])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_log_prior_is_a_distribution() -> None:
+    program = letters_program("pride")
+    prior = calibrate(program, [{"history": [], "candidates": shuffled(4, 1)}])
+    assert math.isclose(sum(math.exp(v) for v in prior.log_prior.values()), 1.0)
+    assert prior.calls == 4  # one per cyclic shift
+
+
+def test_optimize_accepts_a_rank_spec_and_tunes_calibration_and_weight(tmp_path: Path) -> None:
+    import yaml
+
+    from recprompt.optimize import optimize
+    from recprompt.optimize.saved import load_program
+    from recprompt.optimize.search import Config
+
+    data = yaml.safe_load((TEMPLATES / "letters.yaml").read_text())
+    data["rank"].update({"prior": "bpr"})
+    data["inputs"]["candidates"]["count"] = 10
+    spec_path = tmp_path / "letters.yaml"
+    spec_path.write_text(yaml.safe_dump(data))
+    backend = PlantedBackend()
+    configs = [
+        Config("lettered", 0, "none", 20),
+        Config("lettered", 0, "none", 20, calibration="contextual"),
+        Config("lettered", 1, "random", 20, calibration="contextual"),
+    ]
+    outcome = optimize(
+        spec_path,
+        ratings_dataset(users=30),
+        backend,
+        budget=80,
+        out=tmp_path / "tuned.json",
+        demo_users=6,
+        valid_users=8,
+        test_users=8,
+        configs=configs,
+        announce=lambda _: None,
+    )
+    best = outcome.result.best
+    assert best.prior_weight is not None and 0.0 <= best.prior_weight <= 1.0
+    assert {t["config"]["calibration"] for t in outcome.result.trials} == {"none", "contextual"}
+    assert outcome.result.meter.calls <= 80
+    tuned = outcome.report["tuned"]["config"]
+    assert tuned["prior_weight"] == best.prior_weight
+    loaded = load_program(tmp_path / "tuned.json", backend=PlantedBackend())
+    assert loaded.spec.rank.prior_weight == best.prior_weight
+    assert (loaded.spec.calibration is not None) == (best.calibration != "none")
+    test_users = set(outcome.result.split.test)
+    assert not test_users & outcome.result.seen_users
+
+
+RATING_SPEC = """\
+name: my.rating
+task: rating
+inputs: {item_title: str}
+template: "Stars for {{ item_title }} (1-5):"
+output: {name: rating, type: rating, scale: [1, 5], decode: expected}
+calibration: {method: contextual, samples: 2}
+"""
+
+
+class DigitBackend:
+    """Digit logit = 2 if the digit is the title's true stars, plus a planted +3 on "5"."""
+
+    name = "digits"
+    supports_logits = True
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+
+    def score(self, prompt: str, continuations: list[str]) -> list[float]:
+        found = re.search(r"Movie (\d)", prompt)
+        true = found.group(1) if found else None
+        return [(2.0 if c == true else 0.0) + (3.0 if c == "5" else 0.0) for c in continuations]
+
+
+def test_expected_rating_calibration_divides_out_a_planted_digit_prior(tmp_path: Path) -> None:
+    path = tmp_path / "rating.yaml"
+    path.write_text(RATING_SPEC)
+    program = Program(load_spec(path), backend=DigitBackend())
+    raw = program(item_title="Movie 2").rating
+    prior = calibrate(program, [{"item_title": "Movie 2"}, {"item_title": "Movie 4"}])
+    assert prior is not None and prior.calls == 2
+    assert max(prior.log_prior, key=prior.log_prior.get) == "5"
+    calibrated = program(item_title="Movie 2").rating
+    assert raw > 3.5  # the planted "5" drags the expectation up
+    assert abs(calibrated - 2.0) < abs(raw - 2.0) and calibrated < 3.0
