@@ -162,7 +162,8 @@ def iter_ranking_examples(ds: Dataset, protocol: Protocol) -> Iterator[RankingEx
     if protocol.retriever is not None:
         from recprompt.data.retrieval import retrieval_examples
 
-        return retrieval_examples(ds, protocol)
+        yield from retrieval_examples(ds, protocol)
+        return
     part = loo_parts(
         ds, protocol.tie_break, protocol.seed, protocol.holdout, protocol.file_order_is_time
     )

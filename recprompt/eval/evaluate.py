@@ -45,6 +45,7 @@ from recprompt.eval.scoring import per_case_values, ranking_values, score_record
 from recprompt.eval.significance import paired_table
 from recprompt.eval.store import ResultStore
 from recprompt.rank import ranking_diagnostics
+from recprompt.spec import Spec
 from recprompt.types import ItemListOutput, ItemOutput, RatingOutput
 
 __all__ = [
@@ -75,10 +76,11 @@ RANKING_BASELINES = ("random", "popularity", "itemknn", "bpr")
 RATING_BASELINES = ("global_mean", "user_mean", "item_mean")
 
 
-def spec_hash(program: Program) -> str:
-    """Hash of the spec and the attached demonstrations: what the prompts depend on."""
+def spec_hash(program: Program, spec: Spec | None = None) -> str:
+    """Hash of the spec (``program``'s own unless given) and the attached demonstrations:
+    what the prompts depend on."""
     state = {
-        "spec": program.spec.model_dump(mode="json", by_alias=True),
+        "spec": (spec or program.spec).model_dump(mode="json", by_alias=True),
         "demos": [(d.inputs, d.answer) for d in program.demos()],
     }
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()

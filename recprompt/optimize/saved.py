@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dspy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -68,6 +68,8 @@ class _Config(_Strict):
     selector: str
     history_length: int | None = Field(None, ge=1)
     draw: int = Field(0, ge=0)
+    calibration: Literal["none", "contextual", "pride"] = "none"
+    prior_weight: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class _Example(_Strict):
@@ -117,8 +119,12 @@ def save_program(
     from recprompt.environment import numeric_environment
     from recprompt.eval.evaluate import spec_hash
     from recprompt.eval.report import package_versions
+    from recprompt.optimize.search import Config, tuned_spec
 
     selector = program.selector
+    # the hash of the program as load_program rebuilds it: a rank spec's search scores with
+    # fusion off, and the saved spec carries the chosen calibration and weight
+    rebuilt = tuned_spec(spec, Config(**config))
     state = {
         "format": FORMAT,
         "spec": {
@@ -132,7 +138,7 @@ def save_program(
         "selector": selector.state() if selector is not None else None,
         "demos": [_example(d) for d in program.predict.demos],
         "pool": [_example(d) for d in program.demo_pool] if selector is not None else [],
-        "program_hash": spec_hash(program),
+        "program_hash": spec_hash(program, rebuilt),
         "settings": settings or {},
         "versions": package_versions(),
         "environment": environment
