@@ -86,7 +86,10 @@ def validate(
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+            try:
+                files += sorted(p for p in path.rglob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+            except OSError as exc:  # e.g. /proc, whose entries vanish while listed
+                raise InputError(f"cannot list the folder {given}: {exc.strerror or exc}") from None
         else:
             files.append(resolve_spec_path(given))
     if not files:

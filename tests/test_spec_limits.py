@@ -263,3 +263,13 @@ def test_undecodable_library_file_is_skipped_with_a_warning(tmp_path: Path, monk
         assert {"p5.rating", "my.rating"} <= set(builtin_specs())
     finally:
         library._index.cache_clear()
+
+
+def test_validate_a_folder_that_cannot_be_listed(tmp_path: Path, cli, monkeypatch) -> None:
+    def vanish(self, pattern):  # /proc's entries vanish while rglob lists them
+        raise FileNotFoundError(2, "No such file or directory", str(self / "1234"))
+
+    monkeypatch.setattr(Path, "rglob", vanish)
+    result = cli.invoke(app, ["validate", str(tmp_path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "cannot list the folder" in result.output
