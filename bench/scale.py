@@ -159,9 +159,9 @@ def part_b(users: int = 50) -> None:
     """``users`` for rank.letters (one case each); p5.rating takes as many cases from the
     fewest users (about 8 cases a user) so both runs score about ``users`` cases."""
     result: dict[str, Any] = {
-        "what": "local Gemma 3 270M, about 50 cases per spec, one run each: one case at a time "
-        "against "
-        "4 threads whose score calls share llama.cpp batches",
+        "what": f"local Gemma 3 270M, about {users} cases per spec, one run each: one case at "
+        "a time against 4 threads whose score calls share llama.cpp batches; "
+        f"RECPROMPT_N_THREADS={os.environ.get('RECPROMPT_N_THREADS', '2')}",
         "tolerance_nats": __import__("recprompt.backends.local").backends.local.BATCH_TOLERANCE,
     }
     for spec, n_users in (("p5.rating", max(1, users // 8)), ("rank.letters", users)):
@@ -207,5 +207,7 @@ def part_c(cases: int = 40) -> None:
 
 if __name__ == "__main__":
     parts = {"a": part_a, "a-llama": part_a_llama, "b": part_b, "c": part_c}
-    for name in sys.argv[1:] or list(parts):
-        parts[name]()
+    names = [a for a in sys.argv[1:] if a in parts] or list(parts)
+    sizes = [int(a) for a in sys.argv[1:] if a.isdigit()]  # a smaller run on a busy machine
+    for name in names:
+        parts[name](*sizes)
