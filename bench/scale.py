@@ -5,7 +5,9 @@
     RECPROMPT_DATA=../shared/data nice -n 10 python bench/scale.py b   # local batched scoring
     RECPROMPT_DATA=../shared/data nice -n 10 python bench/scale.py c   # Ray, two actors
 
-Each part merges its result into ``bench/results/scale.json`` under its own key. Speeds are
+A trailing number makes a part smaller (``b 16``: about 16 cases per spec); ``SCALE_SPECS``
+limits part b to some specs (``SCALE_SPECS=p5.rating``). Each part merges its result into
+``bench/results/scale.json`` under its own key. Speeds are
 ratios within one run (the machine is shared), and every level's report metrics are compared
 with the first level's: a speed-up with different metrics would not count.
 
@@ -159,12 +161,13 @@ def part_b(users: int = 50) -> None:
     """``users`` for rank.letters (one case each); p5.rating takes as many cases from the
     fewest users (about 8 cases a user) so both runs score about ``users`` cases."""
     result: dict[str, Any] = {
-        "what": "local Gemma 3 270M, about 50 cases per spec, one run each: one case at a time "
-        "against "
-        "4 threads whose score calls share llama.cpp batches",
+        "what": f"local Gemma 3 270M, about {users} cases per spec, one run each: one case at "
+        "a time against 4 threads whose score calls share llama.cpp batches; "
+        f"RECPROMPT_N_THREADS={os.environ.get('RECPROMPT_N_THREADS', '2')}",
         "tolerance_nats": __import__("recprompt.backends.local").backends.local.BATCH_TOLERANCE,
     }
-    for spec, n_users in (("p5.rating", max(1, users // 8)), ("rank.letters", users)):
+    specs = [s for s in ("p5.rating", "rank.letters") if s in os.environ.get("SCALE_SPECS", s)]
+    for spec, n_users in [(s, max(1, users // 8) if s == "p5.rating" else users) for s in specs]:
         serial, t1, _ = _local_rate(spec, n_users, 1)
         batched, t4, batched_calls = _local_rate(spec, n_users, 4)
         cases = serial["cases"]
@@ -178,6 +181,7 @@ def part_b(users: int = 50) -> None:
             "metrics_batched": batched["metrics"],
             "metrics_identical": serial["metrics"] == batched["metrics"],
         }
+        merge_result("scale", "b_local_batch", result)  # each spec as soon as it is measured
     result["load_average_at_end"] = os.getloadavg()[0]
     merge_result("scale", "b_local_batch", result)
 
@@ -207,5 +211,7 @@ def part_c(cases: int = 40) -> None:
 
 if __name__ == "__main__":
     parts = {"a": part_a, "a-llama": part_a_llama, "b": part_b, "c": part_c}
-    for name in sys.argv[1:] or list(parts):
-        parts[name]()
+    names = [a for a in sys.argv[1:] if a in parts] or list(parts)
+    sizes = [int(a) for a in sys.argv[1:] if a.isdigit()]  # a smaller run on a busy machine
+    for name in names:
+        parts[name](*sizes)
