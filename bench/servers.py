@@ -71,6 +71,7 @@ def invalid_rates(spec: Any, cases: list[Any], backend: LiteLLMBackend) -> dict[
         start = time.perf_counter()
         prediction = program(**case.inputs)
         seconds.append(time.perf_counter() - start)
+        print(f"  {len(seconds)}/{len(cases)} {seconds[-1]:.1f} s", flush=True)
         usage = prediction.usage
         before += int(usage.get("invalid_before_repair", 0))
         after += int(usage.get("invalid_after_repair", 0))
