@@ -71,6 +71,7 @@ def invalid_rates(spec: Any, cases: list[Any], backend: LiteLLMBackend) -> dict[
         start = time.perf_counter()
         prediction = program(**case.inputs)
         seconds.append(time.perf_counter() - start)
+        print(f"  {len(seconds)}/{len(cases)} {seconds[-1]:.1f} s", flush=True)
         usage = prediction.usage
         before += int(usage.get("invalid_before_repair", 0))
         after += int(usage.get("invalid_after_repair", 0))
@@ -186,11 +187,15 @@ def main() -> None:
         plain = LiteLLMBackend("openai/gemma", api_base=url, timeout=600, server="generic")
         assert constrained.server == "llama_cpp"
         protocol["top_logprobs_k"] = constrained.info.top_logprobs_limit
-        invalid["rating_1_to_5"] = {
-            "server_constraint_grammar": invalid_rates(rating_spec, rating_cases, constrained),
-            "no_server_constraint": invalid_rates(rating_spec, rating_cases, plain),
-        }
+        invalid["rating_1_to_5"] = {}
+        invalid["rating_1_to_5"]["server_constraint_grammar"] = invalid_rates(
+            rating_spec, rating_cases, constrained
+        )
         write_result("servers", result)  # partial results survive an interrupted run
+        invalid["rating_1_to_5"]["no_server_constraint"] = invalid_rates(
+            rating_spec, rating_cases, plain
+        )
+        write_result("servers", result)
 
         served = LiteLLMBackend("openai/gemma", api_base=url, timeout=600)
         remote_rating = rating_scores(rating_spec, rating_cases, served)

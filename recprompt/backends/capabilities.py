@@ -4,7 +4,9 @@ A spec that reads its answer from probabilities (``decode: expected | score``) o
 ``letters``, ``pointwise``, ``pairwise`` or ``likelihood`` needs the backend to score. The
 local model scores anything; a server scores what its kind offers (``top_logprobs`` for short
 labels, ``continuation`` for candidate texts; see :mod:`recprompt.backends.http_scoring`).
-When it cannot, the run stops here with a clear error instead of silently generating text.
+When a server cannot, the run stops here with a clear error instead of silently generating
+text. (A custom backend that declares no ``scoring`` keeps the program's documented fallback:
+without logits it generates.)
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ __all__ = ["check_scoring", "required_scoring", "scoring_of"]
 _ALL = frozenset({"top_logprobs", "continuation"})
 
 
-def scoring_of(backend: Any) -> frozenset[str]:
+def scoring_of(backend: Any) -> frozenset[str] | None:
     """How ``backend`` (through any wrappers) can score: a subset of
-    ``{"top_logprobs", "continuation"}``; a backend that declares nothing scores by its logits."""
+    ``{"top_logprobs", "continuation"}``. A backend that declares nothing scores anything when
+    it has logits, and is None (undeclared: the caller's own fallback applies) otherwise."""
     seen = backend
     for _ in range(8):
         ways = getattr(type(seen), "scoring", None)
@@ -30,7 +33,7 @@ def scoring_of(backend: Any) -> frozenset[str]:
         if inner is None:
             break
         seen = inner
-    return _ALL if getattr(backend, "supports_logits", False) else frozenset()
+    return _ALL if getattr(backend, "supports_logits", False) else None
 
 
 def required_scoring(spec: Any) -> str | None:
@@ -56,7 +59,7 @@ def check_scoring(spec: Any, backend: Any) -> None:
     if need is None:
         return
     ways = scoring_of(backend)
-    if need in ways:
+    if ways is None or need in ways:  # undeclared custom backends keep their own fallback
         return
     kind = getattr(_innermost(backend), "server", None)
     what = "a rank strategy" if spec.rank is not None else f"decode: {spec.output.decode}"
