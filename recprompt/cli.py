@@ -329,40 +329,43 @@ def eval_command(
     folder is locked). A folder holding another run's results is refused, never mixed.
     """
     import recprompt
-    from recprompt._files import check_output_path
+    from recprompt._files import check_output_path, exclusive_lock
     from recprompt.data import load_dataset
     from recprompt.eval.evaluate import OUTPUT_FILES, evaluate
     from recprompt.eval.runner import Limits
 
     check_output_path(out_dir, folder=True, inputs=input_paths(spec, data), writes=OUTPUT_FILES)
-    baselines_only = baselines_only or model == "none"
-    if baselines_only:
-        program = recprompt.load(spec, variant=variant, temperature=temperature, seed=seed)
-    else:
-        program = load_program(spec, variant, model, api_base, cache, temperature, seed)
-    dataset = load_dataset(data)
-    protocol = make_protocol(
-        program.spec,
-        dataset.name,
-        n_users=users,
-        seed=seed,
-        n_negatives=negatives,
-        history_length=history,
-        sampler=sampler,
-    )
-    chosen = (
-        None if baselines is None else [b for b in baselines.split(",") if b not in ("", "none")]
-    )
-    report = evaluate(
-        program,
-        dataset,
-        protocol,
-        out_dir,
-        baselines=chosen,
-        limits=Limits(max_calls, max_tokens, max_seconds),
-        baselines_only=baselines_only,
-        on_warning=warn,
-    )
+    with exclusive_lock(out_dir):  # before loading a model: a second run stops at once
+        baselines_only = baselines_only or model == "none"
+        if baselines_only:
+            program = recprompt.load(spec, variant=variant, temperature=temperature, seed=seed)
+        else:
+            program = load_program(spec, variant, model, api_base, cache, temperature, seed)
+        dataset = load_dataset(data)
+        protocol = make_protocol(
+            program.spec,
+            dataset.name,
+            n_users=users,
+            seed=seed,
+            n_negatives=negatives,
+            history_length=history,
+            sampler=sampler,
+        )
+        chosen = (
+            None
+            if baselines is None
+            else [b for b in baselines.split(",") if b not in ("", "none")]
+        )
+        report = evaluate(
+            program,
+            dataset,
+            protocol,
+            out_dir,
+            baselines=chosen,
+            limits=Limits(max_calls, max_tokens, max_seconds),
+            baselines_only=baselines_only,
+            on_warning=warn,
+        )
     out.print((out_dir / "report.md").read_text(encoding="utf-8"))
     out.print(f"report: {out_dir / 'report.json'} · {report['cases']} cases", style="dim")
 
