@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 LOCK_NAME = ".recprompt.lock"
+_HELD: set[tuple[str, int]] = set()
+"""(lock file, thread) pairs this process holds: the same thread may lock again."""
 
 
 def _umask() -> int:
@@ -152,9 +155,14 @@ def exclusive_lock(folder: Path, *, flag: str = "--out") -> Iterator[Path]:
 
     A second run on the same folder stops at once with a clear error rather than waiting:
     waiting silently would look like a hang, and both runs would pay for the same calls. The
-    lock is released by the kernel when the holder exits, even after ``kill -9``.
+    lock is released by the kernel when the holder exits, even after ``kill -9``. The thread
+    that holds it may take it again (the CLI locks before loading a model, then evaluates).
     """
     path = folder / LOCK_NAME
+    key = (os.path.realpath(path), threading.get_ident())
+    if key in _HELD:
+        yield path
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, _MODE)
@@ -174,6 +182,10 @@ def exclusive_lock(folder: Path, *, flag: str = "--out") -> Iterator[Path]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield path
+        _HELD.add(key)
+        try:
+            yield path
+        finally:
+            _HELD.discard(key)
     finally:
         os.close(fd)  # closing the descriptor releases the lock

@@ -514,7 +514,7 @@ def eval_command(
     folder is locked). A folder holding another run's results is refused, never mixed.
     """
     import recprompt
-    from recprompt._files import check_output_path
+    from recprompt._files import check_output_path, exclusive_lock
     from recprompt.eval.evaluate import OUTPUT_FILES, check_engine, evaluate
     from recprompt.eval.runner import Limits
 
@@ -524,45 +524,48 @@ def eval_command(
 
         connect(ray_address)
     check_output_path(out_dir, folder=True, inputs=input_paths(spec, data), writes=OUTPUT_FILES)
-    baselines_only = baselines_only or model == "none"
-    if baselines_only:
-        program = recprompt.load(spec, variant=variant, temperature=temperature, seed=seed)
-    else:
-        program = load_program(
-            spec, variant, model, api_base, cache, temperature, seed,
-            api_key=api_key, server_kind=server_kind, max_cost=max_cost, chat_format=chat_format,
-            concurrency=concurrency, rpm=rpm, tpm=tpm,
-        )  # fmt: skip
-    dataset = load_data(data, program.spec, item_noun, holdout)
-    protocol = make_protocol(
-        program.spec,
-        dataset,
-        n_users=users,
-        seed=seed,
-        n_negatives=negatives,
-        history_length=history,
-        sampler=sampler,
-        holdout=holdout,
-        file_order_is_time=file_order_is_time,
-        **_retrieval_options(retriever, shortlist),
-    )
-    chosen = (
-        None if baselines is None else [b for b in baselines.split(",") if b not in ("", "none")]
-    )
-    report = evaluate(
-        program,
-        dataset,
-        protocol,
-        out_dir,
-        baselines=chosen,
-        limits=Limits(max_calls, max_tokens, max_seconds),
-        baselines_only=baselines_only,
-        on_warning=warn,
-        concurrency=concurrency,
-        engine=engine,
-        ray_address=ray_address,
-        ray_actors=ray_actors,
-    )
+    with exclusive_lock(out_dir):  # before loading a model: a second run stops at once
+        baselines_only = baselines_only or model == "none"
+        if baselines_only:
+            program = recprompt.load(spec, variant=variant, temperature=temperature, seed=seed)
+        else:
+            program = load_program(
+                spec, variant, model, api_base, cache, temperature, seed,
+                api_key=api_key, server_kind=server_kind, max_cost=max_cost,
+                chat_format=chat_format, concurrency=concurrency, rpm=rpm, tpm=tpm,
+            )  # fmt: skip
+        dataset = load_data(data, program.spec, item_noun, holdout)
+        protocol = make_protocol(
+            program.spec,
+            dataset,
+            n_users=users,
+            seed=seed,
+            n_negatives=negatives,
+            history_length=history,
+            sampler=sampler,
+            holdout=holdout,
+            file_order_is_time=file_order_is_time,
+            **_retrieval_options(retriever, shortlist),
+        )
+        chosen = (
+            None
+            if baselines is None
+            else [b for b in baselines.split(",") if b not in ("", "none")]
+        )
+        report = evaluate(
+            program,
+            dataset,
+            protocol,
+            out_dir,
+            baselines=chosen,
+            limits=Limits(max_calls, max_tokens, max_seconds),
+            baselines_only=baselines_only,
+            on_warning=warn,
+            concurrency=concurrency,
+            engine=engine,
+            ray_address=ray_address,
+            ray_actors=ray_actors,
+        )
     out.print((out_dir / "report.md").read_text(encoding="utf-8"))
     out.print(f"report: {out_dir / 'report.html'} · {report['cases']} cases", style="dim")
 

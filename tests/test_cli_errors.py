@@ -124,15 +124,30 @@ def test_user_text_is_printed_literally(cli, tmp_path, text):
     assert bad_path.exit_code == 2 and str(missing) in bad_path.output, bad_path.output
 
 
-def test_titles_with_markup_render_literally(cli):
-    item = {"item_id": "1", "title": "[/x] [bold red]X"}
+def _ml100k_folder(folder: Path, users: int, title: str) -> Path:
+    """A small folder in MovieLens 100K's format: 30 items, 8 ratings per user."""
+    folder.mkdir(exist_ok=True)
+    rows = [
+        f"{u}\t{(5 * u + j) % 30 + 1}\t{1 + (u + j) % 5}\t{1000 + j}\n"
+        for u in range(1, users + 1)
+        for j in range(8)
+    ]
+    (folder / "u.data").write_text("".join(rows))
+    items = [f"{i}|{title} {i} (1990)|01-Jan-1990||" + "|0" * 19 + "\n" for i in range(1, 31)]
+    (folder / "u.item").write_text("".join(items), encoding="latin-1")
+    return folder
+
+
+def test_titles_with_markup_print_literally(cli, tmp_path):
+    title = "[/x] [bold red]X"
+    data = _ml100k_folder(tmp_path / "d", 6, title)
     result = cli.invoke(
         app,
-        ["render", "rank.listwise", "--input",
-         json.dumps({"history": [item], "candidates": [item, {"item_id": "2", "title": "Y"}]})],
+        ["dry-run", "rank.letters", "--data", str(data), "--users", "2", "--negatives", "5",
+         "--show", "2"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert result.output.count("[/x] [bold red]X") >= 2  # the prompt and the constraint line
+    assert result.output.count(title) >= 2 * 7  # each shown case: its label and 6 candidates
 
 
 def test_listwise_with_no_negatives_is_refused(cli, ml100k, tmp_path):
@@ -143,17 +158,9 @@ def test_listwise_with_no_negatives_is_refused(cli, ml100k, tmp_path):
 
 
 def test_more_users_than_exist_warns_in_dry_run(cli, tmp_path):
-    (tmp_path / "u.data").write_text(
-        "".join(
-            f"{u}\t{i}\t{1 + (u + i) % 5}\t{1000 + i}\n" for u in (1, 2, 3) for i in range(1, 9)
-        )
-    )
-    (tmp_path / "u.item").write_text(
-        "".join(f"{i}|Movie {i} (1990)|01-Jan-1990||" + "|0" * 19 + "\n" for i in range(1, 9)),
-        encoding="latin-1",
-    )
+    data = _ml100k_folder(tmp_path / "d", 3, "Movie")
     result = cli.invoke(
-        app, ["dry-run", "p5.rating", "--data", str(tmp_path), "--users", "5000", "--show", "0"]
+        app, ["dry-run", "p5.rating", "--data", str(data), "--users", "5000", "--show", "0"]
     )
     assert result.exit_code == 0, result.output
     found = re.search(

@@ -254,11 +254,25 @@ def test_a_second_run_on_a_locked_folder_stops_clearly(tmp_path):
 
     ds = small_dataset()
     backend = Scripted()
-    held = rf"another recprompt run \(pid {os.getpid()}\)"
-    with exclusive_lock(tmp_path), pytest.raises(InputError, match=held):  # another run holds it
-        run(rating_program(backend), ds, tmp_path)
+    held, done = threading.Event(), threading.Event()
+
+    def other_run() -> None:  # another run (here a thread; a process in the next test)
+        with exclusive_lock(tmp_path):
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=other_run)
+    holder.start()
+    assert held.wait(30)
+    try:
+        with pytest.raises(InputError, match=rf"another recprompt run \(pid {os.getpid()}\)"):
+            run(rating_program(backend), ds, tmp_path)
+    finally:
+        done.set()
+        holder.join()
     assert backend.calls == 0 and not (tmp_path / "results.jsonl").exists()
-    run(rating_program(backend), ds, tmp_path)  # released: the run goes ahead
+    with exclusive_lock(tmp_path):  # the holder's own thread may lock again and run
+        run(rating_program(backend), ds, tmp_path)
     assert backend.calls > 0
 
 
@@ -314,6 +328,9 @@ def test_dry_run_counts_pairwise_calls_per_strategy():
         assert result.cases == 3
         assert summary["model_calls_min"] == 3 * low, method
         assert summary["model_calls_max"] == 3 * high * 4, method
+        typical = summary["model_calls_typical_local"]
+        assert 3 * low <= typical <= 3 * high, method
+        assert (typical == 3 * low) == (method == "allpair"), method  # the sorts do more
         assert "estimated_local_seconds" in summary
         assert not any("upper_bound" in key for key in summary)
 

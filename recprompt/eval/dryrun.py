@@ -41,6 +41,7 @@ class DryRun:
     cases: int = 0
     calls_low: int = 0
     calls_high: int = 0
+    calls_typical: int = 0
     calls_how: str = ""
     prompt_tokens: list[int] = field(default_factory=list)
     max_completion_tokens: int = 0
@@ -66,9 +67,9 @@ class DryRun:
     def summary(self) -> dict[str, Any]:
         tokens = self.prompt_tokens or [0]
         per_call = statistics.fmean(tokens)
-        seconds = self.calls_low * per_call / LOCAL_PROMPT_TOK_PER_S
+        seconds = self.calls_typical * per_call / LOCAL_PROMPT_TOK_PER_S
         if self.decode == "generate":
-            seconds += self.calls_low * self.max_completion_tokens / LOCAL_GEN_TOK_PER_S
+            seconds += self.calls_typical * self.max_completion_tokens / LOCAL_GEN_TOK_PER_S
         return {
             "spec": self.spec,
             "variant": self.variant,
@@ -80,6 +81,7 @@ class DryRun:
             else self.calls_low,
             "model_calls_min": self.calls_low,
             "model_calls_max": self.calls_high,
+            "model_calls_typical_local": self.calls_typical,
             "calls_per_case": self.calls_how,
             "prompt_tokens_total": sum(tokens),
             "prompt_tokens_mean": round(statistics.fmean(tokens), 1),
@@ -90,7 +92,7 @@ class DryRun:
             "constraint": self.constraint,
             "tokenizer": self.tokenizer,
             "estimated_local_seconds": round(seconds, 1),
-            "estimate_note": "an estimate, not a bound: the minimum calls at measured 2-core "
+            "estimate_note": "an estimate, not a bound: the typical local calls at measured 2-core "
             f"throughput ({LOCAL_PROMPT_TOK_PER_S:g} prompt, {LOCAL_GEN_TOK_PER_S:g} generated "
             "tokens/s); machines differ, cache hits and shared prefixes cost less",
             "protocol": self.protocol,
@@ -128,6 +130,7 @@ def dry_run(
             result.users.add(str(case.meta.get("user_id", case.id)))
             result.calls_low += calls.low
             result.calls_high += calls.high
+            result.calls_typical += calls.typical
             result.calls_how = calls.how
             result.prompt_tokens.append(count(rendered.text))
             result.max_completion_tokens = max(result.max_completion_tokens, rendered.max_tokens)

@@ -119,12 +119,11 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
     return found
 
 
-def _refuse(out: Path, why: str) -> RecpromptError:
-    return RecpromptError(
-        f"{out} {why}",
-        hint=f"to start fresh, pass a new --out folder or delete this one (rm -r {out}); "
-        "to continue the earlier run, rerun it with the settings in its run.json",
-    )
+def _refuse(out: Path, why: str, *, resumable: bool = True) -> RecpromptError:
+    hint = f"to start fresh, pass a new --out folder or delete this one (rm -r {out})"
+    if resumable:
+        hint += "; to continue the earlier run, rerun it with the settings in its run.json"
+    return RecpromptError(f"{out} {why}", hint=hint)
 
 
 def check_folder(out: Path, config: RunConfig) -> None:
@@ -141,9 +140,11 @@ def check_folder(out: Path, config: RunConfig) -> None:
         try:
             existing = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _refuse(out, f"has a run.json that cannot be read ({exc})") from None
+            raise _refuse(
+                out, f"has a run.json that cannot be read ({exc})", resumable=False
+            ) from None
         if not isinstance(existing, dict):
-            raise _refuse(out, "has a run.json that is not a JSON object")
+            raise _refuse(out, "has a run.json that is not a JSON object", resumable=False)
         changed = _differences(existing, new)
         if changed:
             raise _refuse(
@@ -152,7 +153,11 @@ def check_folder(out: Path, config: RunConfig) -> None:
         return
     results = out / "results.jsonl"
     if results.exists() and results.stat().st_size > 0:
-        raise _refuse(out, "holds results.jsonl but no run.json: nothing says which run made them")
+        raise _refuse(
+            out,
+            "holds results.jsonl but no run.json: nothing says which run made them",
+            resumable=False,
+        )
     write_text_atomic(path, json.dumps(new, indent=2, sort_keys=True))
 
 
