@@ -44,6 +44,7 @@ from recprompt.backends.cache import CachedBackend
 from recprompt.baselines import make_baseline
 from recprompt.compile.program import Program
 from recprompt.data import Protocol, load_dataset, split_dataset
+from recprompt.errors import InputError
 from recprompt.eval.cases import Case, build_cases
 from recprompt.metrics.paired import paired_difference
 from recprompt.rank import order_by, rank, tune_weight
@@ -112,13 +113,25 @@ def run(prog: Program, cases: list[Case], label: str, deadline: float = 0.0) -> 
     rerun, so seconds are only comparable within one fresh run). Stops before a case that
     would start after ``deadline`` (epoch seconds; 0 = none): the results then cover the
     done prefix, and the report says how many users that is."""
-    scores, calls, seconds = [], [], []
+    scores, calls, seconds, ids = [], [], [], []
     started = time.perf_counter()
+    backend = prog.backend
     for n, case in enumerate(cases, 1):
-        if deadline and time.time() > deadline:
-            print(f"  {label}: deadline reached after {n - 1} users", flush=True)
-            break
-        result = rank(prog, case.inputs, case.meta["candidate_items"], user=case.id)
+        if deadline and time.time() > deadline and not isinstance(prog.backend, CacheOnly):
+            print(f"  {label}: deadline after {n - 1} users; the rest only if cached", flush=True)
+            prog.backend = CacheOnly(backend)
+        try:
+            result = rank(prog, case.inputs, case.meta["candidate_items"], user=case.id)
+        except NotCached:
+            continue
+        except InputError as exc:  # e.g. two candidates with one title: no model answer
+            print(f"  {label}: user {case.id} not ranked ({exc.message}); scored as ties")
+            scores.append(dict.fromkeys(case.meta["candidate_names"], 0.0))
+            calls.append(0)
+            seconds.append(0.0)
+            ids.append(case.id)
+            continue
+        ids.append(case.id)
         scores.append(result.llm_scores)
         calls.append(result.usage.calls)
         seconds.append(result.usage.seconds)
@@ -126,7 +139,27 @@ def run(prog: Program, cases: list[Case], label: str, deadline: float = 0.0) -> 
             print(
                 f"  {label}: {n}/{len(cases)} ({time.perf_counter() - started:.0f} s)", flush=True
             )
-    return {"scores": scores, "calls": calls, "seconds": seconds}
+    prog.backend = backend
+    return {"scores": scores, "calls": calls, "seconds": seconds, "ids": ids}
+
+
+class NotCached(Exception):
+    """A model call the disk cache cannot answer, after the deadline."""
+
+
+class CacheOnly:
+    """After ``--until``: answer from the disk cache only, so that the users other processes
+    (``--warm``) finished still count, whatever order they were computed in."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.backend = inner, inner
+        self.name, self.supports_logits = inner.name, inner.supports_logits
+        self.usage = inner.usage
+
+    def score(self, prompt: str, continuations: Any) -> list[float]:
+        if self.inner.will_call("score", prompt, continuations=list(continuations)):
+            raise NotCached(prompt[:40])
+        return self.inner.score(prompt, continuations)
 
 
 def calibrated(raw: list[dict[str, float]], cases: list[Case], prior: Any) -> list[dict]:
@@ -200,10 +233,13 @@ def protocol_block(
                 priors[method] = (prior, time.perf_counter() - started)
         t = run(prog, test, f"{label}/test", deadline(args))
         runs[label] = (v, t, priors)
-        test = test[: len(t["scores"])]
+        done = set(t["ids"])
+        test = [c for c in test if c.id in done]
+    keep = {c.id for c in test}
     for label in runs:  # every program on the users all of them finished
         v, t, priors = runs[label]
-        runs[label] = (v, {k: vals[: len(test)] for k, vals in t.items()}, priors)
+        pick = [n for n, i in enumerate(t["ids"]) if i in keep]
+        runs[label] = (v, {k: [vals[n] for n in pick] for k, vals in t.items()}, priors)
     train_valid = split_dataset(ds, protocol).train  # what validation's priors may learn
     from recprompt.eval.runner import train_split
 
@@ -215,6 +251,7 @@ def protocol_block(
         "protocol": protocol.model_dump(mode="json"),
         "test_users": len(test),
         "test_users_planned": planned,
+        "test_user_ids": [c.id for c in test],
         "valid_users": len(valid),
         "disjoint_users": True,
         "programs": {},
@@ -394,7 +431,8 @@ def main() -> None:
             block = RESULT["datasets"][dataset][proto]
             if proto == "shortlist":
                 test = list(build_cases(next(iter(programs.values())).spec, ds, protocol))
-                test = test[: block["test_users"]]  # the users the programs finished
+                finished = set(block["test_user_ids"])  # the users the programs finished
+                test = [c for c in test if c.id in finished]
                 ranks = [c.meta["retriever_rank"] for c in test]
                 block["retriever"] = {
                     "name": "bpr",

@@ -311,3 +311,17 @@ def test_expected_rating_calibration_divides_out_a_planted_digit_prior(tmp_path:
     calibrated = program(item_title="Movie 2").rating
     assert raw > 3.5  # the planted "5" drags the expectation up
     assert abs(calibrated - 2.0) < abs(raw - 2.0) and calibrated < 3.0
+
+
+def test_shortlist_skips_an_item_whose_title_repeats_a_better_one() -> None:
+    from recprompt.baselines import make_baseline
+    from recprompt.data.retrieval import shortlist
+
+    ds = ratings_dataset()
+    ds.items["i1"] = {"title": ds.items["i0"]["title"]}  # two items, one title
+    model = make_baseline("popularity").fit(ds)
+    pool = ds.item_ids()
+    top = shortlist(model, "u0", pool, set(), 30, lambda i: ds.item_title(i) or i)
+    titles = [ds.item_title(i) for i in top]
+    assert len(titles) == len(set(titles)) and not {"i0", "i1"} <= set(top)
+    assert {"i0", "i1"} <= set(shortlist(model, "u0", pool, set(), 30))

@@ -15,7 +15,7 @@ is beyond N) so reports can give the retriever's recall@N and NDCG@10 alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,14 +54,35 @@ def fit_retriever(name: str, train: Dataset, seed: int = 0) -> Any:
     return make_baseline(check_retriever(name), seed=seed).fit(train)
 
 
-def shortlist(model: Any, user: str, pool: Sequence[str], excluded: set[str], n: int) -> list[str]:
+def shortlist(
+    model: Any,
+    user: str,
+    pool: Sequence[str],
+    excluded: set[str],
+    n: int,
+    name: Callable[[str], str] | None = None,
+) -> list[str]:
     """The model's top ``n`` of ``pool`` minus ``excluded``, best first; ties by pool order
-    (the pool is sorted, so ties resolve the same way on every run)."""
+    (the pool is sorted, so ties resolve the same way on every run).
+
+    With ``name`` (item id -> the name a prompt shows), an item whose name repeats a
+    better-ranked one is skipped: the model could not tell the two apart (MovieLens 100K has
+    distinct items with one title).
+    """
     items = [i for i in pool if i not in excluded]
     scores = np.asarray(model.score(str(user), items), dtype=np.float64)
     scores = np.where(np.isnan(scores), -np.inf, scores)
-    order = np.argsort(-scores, kind="stable")[:n]
-    return [items[i] for i in order]
+    out: list[str] = []
+    shown: set[str] = set()
+    for i in np.argsort(-scores, kind="stable"):
+        label = name(items[i]) if name is not None else items[i]
+        if label in shown:
+            continue
+        shown.add(label)
+        out.append(items[i])
+        if len(out) == n:
+            break
+    return out
 
 
 def _concat(a: Dataset, b: Dataset, ds: Dataset) -> Dataset:
@@ -108,7 +129,14 @@ def retrieval_examples(ds: Dataset, protocol: Any) -> list[Any]:
             )
         history = tuple(ds.interaction(int(r)) for r in rows)
         positive = str(target_items[user])
-        top = shortlist(model, user, pool, trained.get(user, set()), protocol.shortlist)
+        top = shortlist(
+            model,
+            user,
+            pool,
+            trained.get(user, set()),
+            protocol.shortlist,
+            lambda i: ds.item_title(i) or i,
+        )
         found = top.index(positive) + 1 if positive in top else None
         order = user_rng(protocol.seed, user).permutation(len(top))
         cands = tuple(str(top[i]) for i in order)
