@@ -26,8 +26,11 @@ def median_seconds(run: Callable[[], Any], repeats: int = 5) -> float:
 def write_result(name: str, result: dict[str, Any]) -> Path:
     RESULTS.mkdir(exist_ok=True)
     result = {**result, "machine": {"python": platform.python_version(), "cpus": 2}}
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    from recprompt._files import write_text_atomic
+
+    path = write_text_atomic(
+        RESULTS / f"{name}.json", json.dumps(result, indent=2, sort_keys=True) + "\n"
+    )
     print(json.dumps(result, indent=2))
     return path
 

@@ -18,6 +18,7 @@ BAD_VALUES = {
     "negatives -1": ["--negatives", "-1"],
     "history -1": ["--history", "-1"],
     "limit -1": ["--limit", "-1"],
+    "variant nope": ["--variant", "nope"],
 }
 
 
@@ -37,7 +38,7 @@ def ml100k(data_root, monkeypatch):
 def test_bad_numbers_are_clear_errors(cli, ml100k, tmp_path, case):
     base = ["p5.rating", "--data", "ml-100k"]
     _clean_failure(cli.invoke(app, ["dry-run", *base, *BAD_VALUES[case]]))
-    if case != "limit -1":
+    if case not in ("limit -1", "variant nope"):
         out = tmp_path / "run"
         _clean_failure(cli.invoke(app, ["eval", *base, "--out", str(out), *BAD_VALUES[case]]))
 

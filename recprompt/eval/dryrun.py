@@ -16,6 +16,7 @@ from typing import Any
 from recprompt.compile.program import Program
 from recprompt.compile.render import Rendered
 from recprompt.data import Dataset, Protocol
+from recprompt.errors import InputError
 from recprompt.eval.calls import calls_per_case
 from recprompt.eval.cases import Case, build_cases
 from recprompt.eval.checks import check_candidates
@@ -99,6 +100,17 @@ class DryRun:
         }
 
 
+def _variant_id(program: Program, variant: str | None) -> str:
+    """The id of the variant to render; an unknown id is an InputError listing the known."""
+    try:
+        return program.spec.variant(variant or program.variant).id
+    except KeyError:
+        known = ", ".join(v.id for v in program.spec.all_variants())
+        raise InputError(
+            f"{program.spec.name} has no variant {variant!r}", hint=f"variants: {known}"
+        ) from None
+
+
 def dry_run(
     program: Program,
     dataset: Dataset,
@@ -114,7 +126,7 @@ def dry_run(
     checks = check_candidates(spec, protocol, ranking=ranking)
     result = DryRun(
         spec=program.spec.name,
-        variant=program.spec.variant(variant or program.variant).id,
+        variant=_variant_id(program, variant),
         protocol=protocol.model_dump(mode="json"),
         tokenizer=name,
         checks=checks,

@@ -34,6 +34,7 @@ def schema_text() -> str:
 
 
 def write_schema(folder: str | Path) -> Path:
-    path = Path(folder) / SCHEMA_FILE
-    path.write_text(schema_text(), encoding="utf-8")
-    return path
+    from recprompt._files import write_text_atomic
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(Path(folder) / SCHEMA_FILE, schema_text())
