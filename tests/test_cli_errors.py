@@ -193,3 +193,22 @@ def test_baselines_only_from_the_command_line(cli, ml100k, tmp_path, monkeypatch
          "--model", "none", "--baselines", "random,popularity"],
     )  # fmt: skip
     assert again.exit_code == 0, again.output  # --model none is the same run
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--valid-users", "0"), ("--test-users", "0"), ("--demo-users", "-1"), ("--budget", "0")],
+)
+def test_optimize_refuses_tuning_or_reporting_on_nobody(
+    cli, data_root, tmp_path: Path, flag: str, value: str
+) -> None:
+    out_file = tmp_path / "tuned.json"
+    result = cli.invoke(
+        app,
+        ["optimize", "p5.rating", "--data", str(data_root / "ml-100k"), "--budget", "10"]
+        + [flag, value, "--out", str(out_file), "--model", "openai/x"]
+        + ["--api-base", "http://127.0.0.1:9/v1"],
+    )
+    assert result.exit_code == 2, result.output
+    assert flag in result.output and "Traceback" not in result.output
+    assert not out_file.exists()

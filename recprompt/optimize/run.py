@@ -18,6 +18,7 @@ from recprompt._files import write_text_atomic
 from recprompt.backends.base import Backend
 from recprompt.data import Dataset
 from recprompt.environment import numeric_environment
+from recprompt.errors import InputError
 from recprompt.eval.scoring import summarize
 from recprompt.eval.significance import paired_name, paired_table
 from recprompt.optimize.budget import CallMeter
@@ -82,6 +83,20 @@ def _table(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_users(**counts: int) -> None:
+    """Tuning needs validation users to score on, and a report needs test users: zero of
+    either would tune on nothing or report nothing, and still write a program."""
+    for name, count in counts.items():
+        least = 0 if name == "demo_users" else 1
+        if count < least:
+            flag = "--" + name.replace("_", "-")
+            raise InputError(
+                f"{flag} must be at least {least}, got {count}",
+                hint="the optimizer scores configurations on validation users and reports "
+                "on held-out test users",
+            )
+
+
 def optimize(
     spec_path: str | os.PathLike[str],
     dataset: Dataset,
@@ -108,6 +123,9 @@ def optimize(
     from recprompt.library import resolve_spec_path
 
     check_concurrency(concurrency)
+    _check_users(demo_users=demo_users, valid_users=valid_users, test_users=test_users)
+    if budget < 1:
+        raise InputError(f"--budget must be at least 1 model call, got {budget}")
 
     path = resolve_spec_path(spec_path)
     spec = load_spec(path)
@@ -131,7 +149,6 @@ def optimize(
         counter=counter,
         announce=announce,
         tolerance=tolerance,
-
         concurrency=concurrency,
     )
     search_calls = meter.calls
