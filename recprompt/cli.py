@@ -189,6 +189,9 @@ def dry_run_command(
     try:
         for n, (case, prompt) in enumerate(rendered):
             if n < show:
+                for name, row in result.stages.items() if n == 0 else ():
+                    out.rule(f"stage {name} ({row['spec']}, per {row['per']}) · first prompt")
+                    out.print(row["first"].text, markup=False, highlight=False)
                 out.rule(f"case {case.id} · label {case.label!r}")
                 out.print(prompt.text, markup=False, highlight=False)
             if sink:
@@ -199,7 +202,11 @@ def dry_run_command(
             sink.close()
     table = Table("dry-run", "value", show_header=False)
     for key, value in result.summary().items():
-        if key != "protocol":
+        if key == "stages":
+            for name, row in value.items():
+                calls = f"{row['model_calls']} calls, {row['prompt_tokens_total']} prompt tokens"
+                table.add_row(f"stage {name} ({row['spec']})", calls)
+        elif key != "protocol":
             table.add_row(key, str(value))
     table.add_row("protocol", json.dumps(result.summary()["protocol"]))
     out.print(table)

@@ -10,6 +10,10 @@ spec that needs anything else, before any model call:
     liked, disliked                      history split by the protocol's like threshold (TALLRec)
     example_history, example_target      the user's own earlier interaction as an in-context
                                          example (LLMRank)
+
+Text outputs (review summaries, explanations) get their cases from review data, see
+:mod:`recprompt.eval.text_cases`; inputs filled by a spec's ``stages:`` are computed at run
+time (:mod:`recprompt.compile.stages`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from recprompt.data import (
 )
 from recprompt.errors import DataError
 from recprompt.spec.model import Spec
-from recprompt.types import ChoiceOutput, ItemListOutput, ItemOutput, RatingOutput, item_name
+from recprompt.types import (
+    ChoiceOutput,
+    ItemListOutput,
+    ItemOutput,
+    RatingOutput,
+    TextOutput,
+    item_name,
+)
 
 __all__ = ["Case", "build_cases", "default_protocol"]
 
@@ -88,8 +99,13 @@ def default_protocol(spec: Spec, dataset: str | None = None, **overrides: Any) -
 
 
 def _check_fillable(spec: Spec) -> None:
+    fillable = set(FILLABLE) | {s.into for s in spec.stages if s.per != "item"}
+    if isinstance(spec.output, TextOutput):
+        from recprompt.eval.text_cases import TEXT_FILLABLE
+
+        fillable |= set(TEXT_FILLABLE)
     missing = [
-        name for name, declared in spec.inputs.items() if name not in FILLABLE and declared.required
+        name for name, declared in spec.inputs.items() if name not in fillable and declared.required
     ]
     if missing:
         raise DataError(
@@ -120,6 +136,11 @@ def build_cases(spec: Spec, ds: Dataset, protocol: Protocol) -> Iterator[Case]:
     """The cases of ``spec`` on ``ds``: ranking outputs get candidate sets, ratings and
     choices get the protocol's target interactions."""
     _check_fillable(spec)
+    if isinstance(spec.output, TextOutput):
+        from recprompt.eval.text_cases import build_text_cases
+
+        yield from build_text_cases(spec, ds, protocol)
+        return
     like = protocol.like_threshold
     if _is_ranking(spec):
         key = getattr(spec.output, "key", "title")

@@ -35,7 +35,7 @@ from recprompt.eval.runner import (
 from recprompt.eval.scoring import ranking_values, score_records, summarize
 from recprompt.eval.store import ResultStore
 from recprompt.rank import ranking_diagnostics
-from recprompt.types import ItemListOutput, ItemOutput, RatingOutput
+from recprompt.types import ItemListOutput, ItemOutput, RatingOutput, TextOutput
 
 __all__ = ["RANKING_BASELINES", "RATING_BASELINES", "evaluate", "spec_hash"]
 
@@ -131,20 +131,33 @@ def evaluate(
     train = train_split(dataset, protocol)
     attach_declared_prior(program, train, protocol.seed)
     store = ResultStore(out / "results.jsonl")
+    if program.spec.stages:  # stage outputs resume like cases
+        from recprompt.compile.stages import attach_store
+
+        attach_store(program, out / "stages.jsonl")
     usage = run_cases(program, cases, store, limits=limits, progress=progress)
     records = [store.records[c.id] for c in cases]
     fallback = float(np.nanmean(train.rating)) if train.has_ratings else 0.0
     scored = score_records(program.spec, records, fallback=fallback, seed=protocol.seed)
     output = program.spec.output
     is_ranking = program.spec.rank is not None or isinstance(output, ItemListOutput | ItemOutput)
+    explicit = baselines is not None
     if baselines is None:
         baselines = list(RANKING_BASELINES if is_ranking else RATING_BASELINES)
         if not is_ranking and not isinstance(output, RatingOutput):
             baselines = []
+    text = None
     if is_ranking:
         base = _ranking_baselines(baselines, train, cases, protocol.seed)
     elif isinstance(output, RatingOutput):
         base = _rating_baselines(baselines, train, cases, protocol.seed)
+    elif isinstance(output, TextOutput):
+        from recprompt.eval.text_eval import text_section
+
+        chosen = None if baselines == [] and not explicit else baselines
+        text = text_section(program.spec, records, cases, train, protocol.seed, chosen)
+        scored["metrics"] = text["systems"]["program"]["metrics"]
+        base = {k: v["metrics"] for k, v in text["systems"].items() if k != "program"}
     else:
         base = {}
     stored_usage = {
@@ -171,6 +184,11 @@ def evaluate(
         },
         "versions": package_versions(),
     }
+    if text is not None:
+        report["text"] = text
+    stages = getattr(program, "stage_runner", None)
+    if stages is not None:
+        report["stages"] = stages.report(stored_usage)
     write_report(out, report)
     write_markdown(out, report)
     write_plots(out, report)

@@ -76,6 +76,9 @@ def write_markdown(out: Path, report: dict[str, Any]) -> Path:
         lines += [
             f"| {p['position']} | {p['cases']} | {p['hit_rate']:.3f} |" for p in report["position"]
         ]
+    from recprompt.eval.report_sections import extra_sections
+
+    lines += extra_sections(report)
     lines += ["", "## Protocol", "", "```json", json.dumps(report["protocol"], indent=2), "```"]
     lines += ["", "## Cost", "", "```json", json.dumps(report["usage"], indent=2), "```", ""]
     path = out / "report.md"
