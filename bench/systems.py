@@ -112,9 +112,9 @@ def main() -> None:
         )
         rows.append(row)
         print(table[-1], file=sys.stderr)
-    write_result(
-        "systems", {"users": users, "model": "local (Gemma 3 270M)", "rows": rows, "table": table}
-    )
+        # written after every row: a long campaign keeps what it finished
+        result = {"users": users, "model": "local (Gemma 3 270M)", "rows": rows, "table": table}
+        write_result("systems", result)
     print("\n".join(table))
 
 

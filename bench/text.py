@@ -1,6 +1,7 @@
 """Text tasks and a multi-stage program on the default local model (Gemma 3 270M).
 
-Runs, in one process, each with a fresh disk cache so that seconds per case are real:
+Runs, in one process, through the default disk cache (a rerun is free; ``calls`` says how
+many calls missed it, and seconds per case are real only where they all did):
 
 * review summaries (p5.review_summary), 100 cases on Amazon 2018 All_Beauty 5-core: the
   zero-shot program, the program tuned against ROUGE-L on other users, and the baselines;
@@ -14,10 +15,13 @@ selector) on demo and validation users disjoint from the 100 evaluated ones. Wri
 bench/results/text.json.
 
     RECPROMPT_DATA=../shared/data nice -n 10 python bench/text.py
+
+Sizes: TEXT_CASES (100), PALR_USERS (50), TEXT_BUDGET (90 optimizer calls) in the environment.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -35,11 +39,12 @@ from recprompt.eval.evaluate import evaluate
 from recprompt.optimize.budget import CallMeter
 from recprompt.optimize.search import Config, UserSplit, search
 
-from _common import write_result
+from _common import merge_result
 
-TEXT_CASES = 100
-PALR_USERS = 50
-BUDGET = 90
+TEXT_CASES = int(os.environ.get("TEXT_CASES", 100))
+PALR_USERS = int(os.environ.get("PALR_USERS", 50))
+BUDGET = int(os.environ.get("TEXT_BUDGET", 90))
+VALID_USERS = int(os.environ.get("TEXT_VALID_USERS", 16))
 TEXT_CONFIGS = [(k, s) for k, s in ((0, "none"), (2, "random"), (2, "fixed"), (4, "random"))]
 
 
@@ -63,7 +68,7 @@ def _text_run(name: str, spec_name: str, data: Any, work: Path, backend: Any) ->
         counts[u] = counts.get(u, 0) + 1
     others = sorted(u for u, n in counts.items() if n >= 3 and u not in evaluated)
     order = [others[i] for i in np.random.default_rng(0).permutation(len(others))]
-    split = UserSplit(sorted(order[:40]), sorted(order[40:56]), [])
+    split = UserSplit(sorted(order[:40]), sorted(order[40 : 40 + VALID_USERS]), [])
     variants = [v.id for v in spec.all_variants() if not v.held_out]
     configs = [
         Config(v, k, s, None if "history" not in spec.inputs else spec.inputs["history"].max_length)
@@ -94,6 +99,7 @@ def _text_run(name: str, spec_name: str, data: Any, work: Path, backend: Any) ->
             "lengths": text["systems"]["program"]["lengths"],
             "copy_rate": text["systems"]["program"]["copy_rate"],
             "seconds_per_case": round(zero_seconds / report["cases"], 3),
+            "calls_this_invocation": report["usage"]["this_invocation"],
         },
         "tuned": {
             "config": result.best.label(),
@@ -159,19 +165,28 @@ def _palr(ml: Any, work: Path, backend: Any) -> dict[str, Any]:
 
 
 def main() -> None:
+    """``python bench/text.py [explanation|palr|review_summary ...]``: each part is merged
+    into results/text.json, so parts can run in separate processes."""
+    parts = sys.argv[1:] or ["explanation", "palr", "review_summary"]
     work = Path(tempfile.mkdtemp(prefix="recprompt-text-"))
-    backend = CachedBackend(get_backend("local"), work / "cache")
-    amazon = load_dataset("amazon-2018-all-beauty-5core")
-    result = {
-        "model": "local (Gemma 3 270M Q4_K_M)",
-        "dataset": {"text": amazon.name, "palr": "ml-100k"},
-        "review_summary": _text_run("summary", "p5.review_summary", amazon, work, backend),
-        "explanation": _text_run("explanation", "p5.explanation", amazon, work, backend),
-        "palr": _palr(load_dataset("ml-100k"), work, backend),
-        "note": "seconds per case are wall time with a fresh cache on a shared 2-core machine; "
-        "compare them within this file only",
-    }
-    write_result("text", result)
+    backend = CachedBackend(get_backend("local"))
+    sizes = {"text_cases": TEXT_CASES, "palr_users": PALR_USERS, "budget": BUDGET}
+    for part in parts:
+        if part == "palr":
+            value = _palr(load_dataset("ml-100k"), work, backend)
+        else:
+            spec = "p5.explanation" if part == "explanation" else "p5.review_summary"
+            value = _text_run(
+                part, spec, load_dataset("amazon-2018-all-beauty-5core"), work, backend
+            )
+        value |= {
+            "model": "local (Gemma 3 270M Q4_K_M)",
+            "sizes": sizes,
+            "note": "seconds per case are wall time on a shared 2-core machine (load ~20), "
+            "through the disk cache; compare them within this file only",
+        }
+        merge_result("text", part, value)
+        print(part, "done", file=sys.stderr)
 
 
 if __name__ == "__main__":

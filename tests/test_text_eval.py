@@ -105,7 +105,7 @@ def test_movielens_has_no_reviews(data_root, cli, monkeypatch):
 
 
 class EchoBackend:
-    """Answers with the first three words of the prompt's review (an extractive summary)."""
+    """Answers with the first three words of the review (the line before the answer cue)."""
 
     name = "echo"
     supports_logits = False
@@ -115,7 +115,7 @@ class EchoBackend:
 
     def generate(self, prompt: Any, *, constraint: Any, max_tokens: int, **_: Any) -> Completion:
         self.usage.calls += 1
-        review = prompt.split("Review: ", 1)[1].split("\n")[0].split()
+        review = prompt.rstrip().split("\n")[-2].removeprefix("Review: ").split()
         return Completion(" " + " ".join(review[:3]) + "\n", Usage(calls=1))
 
     def score(self, prompt: str, continuations: list[str]) -> list[float]:
@@ -173,3 +173,24 @@ def test_eval_review_summary_on_the_local_model(data_root, tmp_path, cli, monkey
     assert report["validity"]["invalid"] == 0
     assert all(r["lengths"]["words_max"] <= 24 for r in report["text"]["systems"].values())
     assert "rouge-l" in report["metrics"] and "item_top_summary" in report["baselines"]
+
+
+def test_optimizer_tunes_a_text_spec_against_rouge_l(amazon, tmp_path):
+    from recprompt.optimize import optimize
+    from recprompt.optimize.search import Config
+
+    backend = EchoBackend()
+    configs = [
+        Config(v, k, s, None) for v in ("4-1", "4-3") for k, s in ((0, "none"), (1, "random"))
+    ]
+    outcome = optimize(
+        "p5.review_summary", amazon, backend, budget=60, out=tmp_path / "tuned.json",
+        demo_users=6, valid_users=6, test_users=6, configs=configs, announce=lambda _: None,
+    )  # fmt: skip
+    report = outcome.report
+    assert report["metric"] == "rouge-l"
+    assert {t["label"] for t in report["trials"]} >= {c.label() for c in configs}
+    assert all(0.0 <= t["objective"] <= 100.0 for t in report["trials"])
+    tuned = report["results"]["tuned"]["test"]["rouge-l"]
+    assert tuned["ci_low"] <= tuned["value"] <= tuned["ci_high"]
+    assert recprompt.load(outcome.path).spec.name == "p5.review_summary"
