@@ -22,23 +22,23 @@ from _common import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 ML, AMAZON = "ml-100k", "amazon-2018-all-beauty-5core"
-ROWS = [  # (system, task, spec, data, headline metric)
-    ("P5", "rating (1-x)", "p5.rating", ML, "rmse"),
-    ("P5", "sequential (2-x)", "p5.sequential", ML, "ndcg@10"),
-    ("P5", "explanation (3-x)", "p5.explanation", AMAZON, "bleu-4"),
+ROWS = [  # (system, task, spec, data, headline metric); text and multi-stage rows first
     ("P5", "review summary (4-x)", "p5.review_summary", AMAZON, "rouge-l"),
-    ("P5", "direct (5-x), 1+99", "p5.direct", ML, "ndcg@10"),
-    ("ChatGPT-rec", "rating", "chatgpt.rating", ML, "rmse"),
-    ("ChatGPT-rec", "sequential", "chatgpt.sequential", ML, "ndcg@10"),
-    ("ChatGPT-rec", "direct, 1+99", "chatgpt.direct", ML, "ndcg@10"),
-    ("ChatGPT-rec", "explanation", "chatgpt.explanation", AMAZON, "bleu-4"),
+    ("P5", "explanation (3-x)", "p5.explanation", AMAZON, "bleu-4"),
     ("ChatGPT-rec", "review summary", "chatgpt.review_summary", AMAZON, "rouge-l"),
+    ("ChatGPT-rec", "explanation", "chatgpt.explanation", AMAZON, "bleu-4"),
     ("ChatGPT-rec", "recommend, then explain", "chatgpt.explain_recommendation", AMAZON, "bleu-4"),
-    ("LLMRank", "listwise ranking", "llmrank.ranking", ML, "ndcg@10"),
-    ("PRP", "pairwise ranking (heap)", "rank.pairwise", ML, "ndcg@10"),
-    ("TALLRec", "like / dislike", "tallrec.binary", ML, "auc"),
     ("PALR", "profile -> rank", "palr.ranking", ML, "ndcg@10"),
     ("LLM-Rec", "enrich -> rank", "llmrec.ranking", ML, "ndcg@10"),
+    ("TALLRec", "like / dislike", "tallrec.binary", ML, "auc"),
+    ("P5", "rating (1-x)", "p5.rating", ML, "rmse"),
+    ("ChatGPT-rec", "rating", "chatgpt.rating", ML, "rmse"),
+    ("P5", "sequential (2-x)", "p5.sequential", ML, "ndcg@10"),
+    ("ChatGPT-rec", "sequential", "chatgpt.sequential", ML, "ndcg@10"),
+    ("LLMRank", "listwise ranking", "llmrank.ranking", ML, "ndcg@10"),
+    ("PRP", "pairwise ranking (heap)", "rank.pairwise", ML, "ndcg@10"),
+    ("P5", "direct (5-x), 1+99", "p5.direct", ML, "ndcg@10"),
+    ("ChatGPT-rec", "direct, 1+99", "chatgpt.direct", ML, "ndcg@10"),
 ]
 
 
