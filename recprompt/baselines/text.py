@@ -6,7 +6,9 @@ frequent summary" has learnt nothing about the review in front of it.
 * ``item_top_summary``: the item's most frequent training summary (the corpus's most
   frequent one for an item with none).
 * ``nearest_review_summary``: the summary of the training review most similar (TF-IDF
-  cosine) to the review being summarised.
+  cosine) to the review being summarised, skipping verbatim copies of it (Amazon 5-core
+  files hold the same review posted on several variants of a product: its copy's summary
+  would be the answer).
 * ``item_typical_sentence``: the item's training explanation sentence closest to the
   centroid of all its training explanation sentences.
 * ``nearest_sentence``: the training explanation sentence of the item most similar (TF-IDF
@@ -23,6 +25,7 @@ import numpy as np
 from scipy import sparse
 
 from recprompt.data import Dataset
+from recprompt.eval.text_cases import REVIEW_WORDS as CLIP
 from recprompt.eval.text_targets import explanation_of, feature_vocabulary, words
 
 __all__ = ["EXPLANATION_BASELINES", "SUMMARY_BASELINES", "TextBaselines", "Tfidf"]
@@ -66,6 +69,11 @@ class Tfidf:
         return np.asarray((matrix @ query.T).todense()).ravel()
 
 
+def _key(text: str) -> str:
+    """A review's first CLIP words, whitespace-normalised (inputs show clipped reviews)."""
+    return " ".join(text.split()[:CLIP])
+
+
 def _argmax(values: np.ndarray) -> int:
     """First index of the maximum: ties go to the earliest (file-order) document."""
     return int(np.argmax(values)) if len(values) else -1
@@ -89,6 +97,7 @@ class TextBaselines:
         self.global_summary = overall.most_common(1)[0][0] if overall else ""
         self.item_summary = {i: c.most_common(1)[0][0] for i, c in summaries.items()}
         self.review_index = Tfidf([t["reviewText"] for _, _, t in self.reviews])
+        self.review_keys = [_key(t["reviewText"]) for _, _, t in self.reviews]
         self.user_text: dict[str, str] = {}
         self.sentences: list[tuple[str, str]] = []  # (item, sentence)
         for user, item, t in self.reviews:
@@ -108,7 +117,10 @@ class TextBaselines:
         return self.item_summary.get(case.meta["item_id"], self.global_summary)
 
     def nearest_review_summary(self, case: Any) -> str:
-        sims = self.review_index.similarities(case.inputs.get("review") or "")
+        query = case.inputs.get("review") or ""
+        sims = self.review_index.similarities(query)
+        copy = _key(query.removesuffix(" ..."))
+        sims[[n for n, k in enumerate(self.review_keys) if k == copy]] = -1.0
         best = _argmax(sims)
         return (self.reviews[best][2].get("summary") or "") if best >= 0 else ""
 

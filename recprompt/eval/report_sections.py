@@ -30,7 +30,15 @@ def _text(text: dict[str, Any]) -> list[str]:
         f"| reference | {ref['words_mean']:.1f} | {ref['words_median']:g} | "
         f"{ref['words_p90']:g} | {ref['empty_rate']:.1%} | – |"
     )
-    lines += ["", "Examples:", ""]
+    lines += [
+        "",
+        f"{text.get('cases_whose_review_is_in_train', 0)} of {text['cases']} held-out reviews "
+        "also appear verbatim in the training split (one review posted on several product "
+        "variants); retrieval baselines skip such copies.",
+        "",
+        "Examples:",
+        "",
+    ]
     for example in text["examples"][:3]:
         lines.append(f"- `{example['id']}` reference: {example['reference']!r}")
         for key, value in example.items():

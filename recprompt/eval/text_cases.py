@@ -111,6 +111,10 @@ def build_text_cases(spec: Spec, ds: Dataset, protocol: Protocol) -> Iterator[An
         (u, ds.texts.get((u, i), {}).get("reviewText") or "")
         for u, i in zip(train.user.tolist(), train.item.tolist(), strict=True)
     )
+    in_train = {
+        " ".join((ds.texts.get((u, i), {}).get("reviewText") or "").split())
+        for u, i in zip(train.user.tolist(), train.item.tolist(), strict=True)
+    }
     found: dict[str, list[tuple[int, str, str | None]]] = {}
     missing = 0
     for row, (u, i) in enumerate(zip(target.user.tolist(), target.item.tolist(), strict=True)):
@@ -148,6 +152,9 @@ def build_text_cases(spec: Spec, ds: Dataset, protocol: Protocol) -> Iterator[An
                     "target": kind,
                     "feature": feature,
                     "input_texts": text_texts(values),
+                    # the same review posted on another item (product variants) is common
+                    # in Amazon 5-core files: reported, since it helps retrieval baselines
+                    "review_in_train": " ".join((text.get("reviewText") or "").split()) in in_train,
                 },
             )
 

@@ -110,6 +110,7 @@ def text_section(
         "cases": len(cases),
         "systems": rows,
         "reference_lengths": length_stats(refs),
+        "cases_whose_review_is_in_train": sum(bool(c.meta.get("review_in_train")) for c in cases),
         "examples": [
             {"id": c.id, "reference": c.label, "program": o}
             | {name: examples[name][n] for name in examples}
