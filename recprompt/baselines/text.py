@@ -11,8 +11,10 @@ frequent summary" has learnt nothing about the review in front of it.
   would be the answer).
 * ``item_typical_sentence``: the item's training explanation sentence closest to the
   centroid of all its training explanation sentences.
-* ``nearest_sentence``: the training explanation sentence of the item most similar (TF-IDF
-  cosine) to the user's own training reviews plus the feature word when the case has one.
+* ``nearest_sentence``: the training explanation sentence of the item, written by another
+  user, most similar (TF-IDF cosine) to the user's own training reviews plus the feature
+  word when the case has one. The user's own sentences are left out: the same review posted
+  on several product variants would hand the reference over verbatim.
 """
 
 from __future__ import annotations
@@ -100,11 +102,13 @@ class TextBaselines:
         self.review_keys = [_key(t["reviewText"]) for _, _, t in self.reviews]
         self.user_text: dict[str, str] = {}
         self.sentences: list[tuple[str, str]] = []  # (item, sentence)
+        self.authors: list[str] = []
         for user, item, t in self.reviews:
             self.user_text[user] = self.user_text.get(user, "") + " " + t["reviewText"]
             found = explanation_of(t["reviewText"], vocab)
             if found is not None:
                 self.sentences.append((item, found.sentence))
+                self.authors.append(user)
         self.sentence_index = Tfidf([s for _, s in self.sentences] or [""])
         self.by_item: dict[str, list[int]] = {}
         for n, (item, _) in enumerate(self.sentences):
@@ -133,8 +137,10 @@ class TextBaselines:
         return self.sentences[rows[_argmax(block @ centroid)]][1]
 
     def nearest_sentence(self, case: Any) -> str:
-        rows = self._pool(case.meta["item_id"])
-        if not self.sentences:
+        user = case.meta["user_id"]
+        rows = [r for r in self._pool(case.meta["item_id"]) if self.authors[r] != user]
+        rows = rows or [r for r, a in enumerate(self.authors) if a != user]
+        if not rows:
             return ""
         query = self.user_text.get(case.meta["user_id"], "")
         if case.inputs.get("feature"):
