@@ -83,6 +83,7 @@ def _text_run(name: str, spec_name: str, data: Any, work: Path, backend: Any) ->
     )  # fmt: skip
     search_seconds = time.monotonic() - started
     tuned = result.program
+    tuned.backend = backend  # the search's call meter has spent its budget
     tuned.spec = tuned.spec.model_copy(update={"metric": program.spec.metric})
     started = time.monotonic()
     tuned_report = evaluate(tuned, data, protocol, work / f"{name}-tuned", progress=False)
