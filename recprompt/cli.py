@@ -252,6 +252,9 @@ def dry_run_command(
         sink = stack.enter_context(atomic_writer(prompts_out)) if prompts_out else None
         for n, (case, prompt) in enumerate(rendered):
             if n < show:
+                for name, row in result.stages.items() if n == 0 else ():
+                    out.rule(Text(f"stage {name} ({row['spec']}, per {row['per']}) · first prompt"))
+                    out.print(row["first"].text)
                 out.rule(Text(f"case {case.id} · label {case.label!r}"))
                 out.print(prompt.text)
             if sink:
@@ -261,7 +264,11 @@ def dry_run_command(
         warn(message)
     table = Table("dry-run", "value", show_header=False)
     for key, value in result.summary().items():
-        if key != "protocol":
+        if key == "stages":
+            for name, row in value.items():
+                calls = f"{row['model_calls']} calls, {row['prompt_tokens_total']} prompt tokens"
+                table.add_row(f"stage {name} ({row['spec']})", calls)
+        elif key != "protocol":
             table.add_row(key, str(value))
     table.add_row("protocol", json.dumps(result.summary()["protocol"]))
     if model and model != "local" and not model.endswith(".gguf"):

@@ -441,7 +441,9 @@ class LocalBackend:
                         break
                 elif stops:
                     text = self._detokenize(out)
-                    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+                    begin = len(text) - len(text.lstrip())  # a stop in leading blanks ends nothing
+                    found = (text.find(s, begin) for s in stops)
+                    cut = min((i for i in found if i >= 0), default=-1)
                     if cut >= 0:
                         text, finished = text[:cut], True
                         break

@@ -77,6 +77,8 @@ class Program(dspy.Module):
         self.selector: Any = None
         """Picks demonstrations per input from ``demo_pool`` (see recprompt.select)."""
         self.demo_pool: list[dspy.Example] = []
+        self.stage_runner: Any = None
+        """Fills inputs that earlier stages produce (see recprompt.compile.stages)."""
         if spec.demos.examples:
             self.set_demos([dict(e) for e in spec.demos.examples])
         self._declared_selector()
@@ -112,6 +114,21 @@ class Program(dspy.Module):
         clone.usage = Usage()
         return clone
 
+    # --- stages ---------------------------------------------------------------------------
+
+    def stage_runner_for(self) -> Any:
+        """The runner of this spec's ``stages:`` (built on first use), or None."""
+        if self.spec.stages and self.stage_runner is None:
+            from recprompt.compile.stages import StageRunner
+
+            self.stage_runner = StageRunner(self, getattr(self, "stage_depth", 0))
+        return self.stage_runner
+
+    def fill_stages(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """``inputs`` with the outputs of earlier stages filled in (each computed once)."""
+        runner = self.stage_runner_for()
+        return inputs if runner is None else runner.fill(inputs)
+
     # --- demonstrations -------------------------------------------------------------------
 
     def set_demos(self, examples: list[dict[str, Any] | dspy.Example]) -> None:
@@ -135,6 +152,8 @@ class Program(dspy.Module):
             if output not in data:
                 continue
             answer = data.pop(output)
+            if self.spec.stages:  # a demonstration shows the stage outputs its prompt needs
+                data = self.fill_stages({k: v for k, v in data.items() if k in self.spec.inputs})
             out.append(Demo({k: v for k, v in data.items() if k in self.spec.inputs}, answer))
         return out[: self.spec.demos.k] if self.spec.demos.k else out
 
@@ -164,6 +183,7 @@ class Program(dspy.Module):
         return self.backend
 
     def forward(self, **inputs: Any) -> PredictionBase:
+        inputs = self.fill_stages(inputs)
         rendered = self.render(**inputs)
         backend = self.resolve_backend()
         started = time.perf_counter()

@@ -13,6 +13,10 @@ spec that needs anything else, before any model call:
     item_kind, item_noun, item_nouns     what the dataset calls an item ("movie" on MovieLens,
                                          "product" on Amazon, else "item"; --item-noun sets it);
                                          item_kind is plural when the spec's default is
+
+Text outputs (review summaries, explanations) get their cases from review data, see
+:mod:`recprompt.eval.text_cases`; inputs filled by a spec's ``stages:`` are computed at run
+time (:mod:`recprompt.compile.stages`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ from recprompt.data import (
 )
 from recprompt.errors import DataError
 from recprompt.spec.model import Spec
-from recprompt.types import ChoiceOutput, ItemListOutput, ItemOutput, RatingOutput, item_name
+from recprompt.types import (
+    ChoiceOutput,
+    ItemListOutput,
+    ItemOutput,
+    RatingOutput,
+    TextOutput,
+    item_name,
+)
 
 __all__ = ["Case", "build_cases", "default_protocol", "spec_data_warnings"]
 
@@ -133,8 +144,13 @@ def _top_k(spec: Spec) -> int:
 
 
 def _check_fillable(spec: Spec) -> None:
+    fillable = set(FILLABLE) | {s.into for s in spec.stages if s.per != "item"}
+    if isinstance(spec.output, TextOutput):
+        from recprompt.eval.text_cases import TEXT_FILLABLE
+
+        fillable |= set(TEXT_FILLABLE)
     missing = [
-        name for name, declared in spec.inputs.items() if name not in FILLABLE and declared.required
+        name for name, declared in spec.inputs.items() if name not in fillable and declared.required
     ]
     if missing:
         raise DataError(
@@ -165,6 +181,11 @@ def build_cases(spec: Spec, ds: Dataset, protocol: Protocol) -> Iterator[Case]:
     """The cases of ``spec`` on ``ds``: ranking outputs get candidate sets, ratings and
     choices get the protocol's target interactions."""
     _check_fillable(spec)
+    if isinstance(spec.output, TextOutput):
+        from recprompt.eval.text_cases import build_text_cases
+
+        yield from build_text_cases(spec, ds, protocol)
+        return
     like = protocol.like_threshold
     if _is_ranking(spec):
         key = getattr(spec.output, "key", "title")

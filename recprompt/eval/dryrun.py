@@ -23,7 +23,7 @@ from recprompt.eval.checks import check_candidates
 from recprompt.eval.tokens import token_counter
 from recprompt.types import ItemListOutput, ItemOutput
 
-__all__ = ["DryRun", "dry_run"]
+__all__ = ["DryRun", "count_stages", "dry_run", "stage_summaries"]
 
 # Throughput of the default local model on 2 CPU cores (see DESIGN field notes): used only to
 # print an estimate, labelled as such.
@@ -65,6 +65,9 @@ class DryRun:
             )
         return found
 
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per stage of a multi-stage spec: calls (distinct keys), prompt tokens, first prompt."""
+
     def summary(self) -> dict[str, Any]:
         tokens = self.prompt_tokens or [0]
         per_call = statistics.fmean(tokens)
@@ -97,7 +100,7 @@ class DryRun:
             f"throughput ({LOCAL_PROMPT_TOK_PER_S:g} prompt, {LOCAL_GEN_TOK_PER_S:g} generated "
             "tokens/s); machines differ, cache hits and shared prefixes cost less",
             "protocol": self.protocol,
-        }
+        } | ({"stages": stage_summaries(self)} if self.stages else {})
 
 
 def _variant_id(program: Program, variant: str | None) -> str:
@@ -136,7 +139,10 @@ def dry_run(
         for n, case in enumerate(build_cases(program.spec, dataset, protocol)):
             if limit is not None and n >= limit:
                 break
-            rendered = program.render(variant=variant, **case.inputs)
+            inputs = case.inputs
+            if program.spec.stages:
+                inputs = count_stages(result, program, inputs, count)
+            rendered = program.render(variant=variant, **inputs)
             calls = calls_per_case(program.spec, len(case.meta.get("candidates", ())))
             result.cases += 1
             result.users.add(str(case.meta.get("user_id", case.id)))
@@ -152,3 +158,47 @@ def dry_run(
             yield case, rendered
 
     return result, cases()
+
+
+def count_stages(
+    result: DryRun, program: Program, inputs: dict[str, Any], count: Any
+) -> dict[str, Any]:
+    """Render the stages a case needs; a stage key already rendered costs no new call."""
+    from recprompt.compile.stages import dry_stages
+
+    filled, renders = dry_stages(program, inputs)
+    for stage, key, rendered in renders:
+        row = result.stages.setdefault(
+            stage.name,
+            {"spec": stage.spec.name, "per": stage.decl.per, "keys": set(), "tokens": []},
+        )
+        row.setdefault("first", rendered)
+        row["max_completion_tokens"] = rendered.max_tokens
+        if key not in row["keys"]:
+            row["keys"].add(key)
+            row["tokens"].append(count(rendered.text))
+    return filled
+
+
+def stage_summaries(result: DryRun) -> dict[str, dict[str, Any]]:
+    """Calls and tokens per stage, then the final stage (the spec itself)."""
+    out = {}
+    for name, row in result.stages.items():
+        tokens = row["tokens"] or [0]
+        seconds = sum(tokens) / LOCAL_PROMPT_TOK_PER_S
+        seconds += len(row["tokens"]) * row["max_completion_tokens"] / LOCAL_GEN_TOK_PER_S
+        out[name] = {
+            "spec": row["spec"],
+            "per": row["per"],
+            "model_calls": len(row["keys"]),
+            "prompt_tokens_total": sum(tokens),
+            "prompt_tokens_mean": round(statistics.fmean(tokens), 1),
+            "max_completion_tokens": row["max_completion_tokens"],
+            "estimated_local_seconds_upper_bound": round(seconds, 1),
+        }
+    out["final"] = {
+        "spec": result.spec,
+        "model_calls": result.calls,
+        "prompt_tokens_total": sum(result.prompt_tokens),
+    }
+    return out

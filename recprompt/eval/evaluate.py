@@ -46,7 +46,7 @@ from recprompt.eval.significance import paired_table
 from recprompt.eval.store import ResultStore
 from recprompt.rank import ranking_diagnostics
 from recprompt.spec import Spec
-from recprompt.types import ItemListOutput, ItemOutput, RatingOutput
+from recprompt.types import ItemListOutput, ItemOutput, RatingOutput, TextOutput
 
 __all__ = [
     "ENGINES",
@@ -69,6 +69,8 @@ OUTPUT_FILES = (
     "per_case.json",
     "report.html",
     "report.png",
+    "position_bias_calibration.png",
+    "stages.jsonl",
 )
 """The files ``evaluate`` writes into its folder."""
 
@@ -326,6 +328,7 @@ def _evaluate(
     output = program.spec.output
     is_ranking = program.spec.rank is not None or isinstance(output, ItemListOutput | ItemOutput)
     warnings = check_candidates(program.spec, protocol, ranking=is_ranking)
+    explicit = baselines is not None
     baselines = _chosen_baselines(program, baselines, is_ranking, baselines_only)
     cases = make_cases(program, dataset, protocol)
     if not cases:
@@ -340,6 +343,10 @@ def _evaluate(
     train = train_split(dataset, protocol)
     prepared: dict[str, Any] = {}
     store = ResultStore(out / "results.jsonl")
+    if program.spec.stages:  # stage outputs resume like cases
+        from recprompt.compile.stages import attach_store
+
+        attach_store(program, out / "stages.jsonl")
     usage = Usage()
     if not baselines_only:
         attach_declared_prior(program, train, protocol.seed)
@@ -353,10 +360,18 @@ def _evaluate(
         else score_records(program.spec, records, fallback=fallback, seed=protocol.seed)
     )
     values = {} if baselines_only else per_case_values(program.spec, records, fallback)
+    text = None
     if is_ranking:
         base = _ranking_baselines(baselines, train, cases, protocol.seed)
     elif isinstance(output, RatingOutput):
         base = _rating_baselines(baselines, train, cases, protocol.seed)
+    elif isinstance(output, TextOutput):
+        from recprompt.eval.text_eval import text_section
+
+        chosen = None if baselines == [] and not explicit else baselines
+        text = text_section(program.spec, records, cases, train, protocol.seed, chosen)
+        scored["metrics"] = text["systems"]["program"]["metrics"]
+        base = {k: v["metrics"] for k, v in text["systems"].items() if k != "program"}
     else:
         base = {}
     base_values, base = base, {name: summarize(v, protocol.seed) for name, v in base.items()}
@@ -397,6 +412,11 @@ def _evaluate(
         "paired": paired_table(values, base_values, seed=protocol.seed),
     }
     report.update(signal.sections(prepared, records, protocol))
+    if text is not None:
+        report["text"] = text
+    stages = getattr(program, "stage_runner", None)
+    if stages is not None:
+        report["stages"] = stages.report(stored_usage)
     write_report(out, report)
     write_markdown(out, report)
     write_plots(out, report)

@@ -103,6 +103,9 @@ def write_markdown(out: Path, report: dict[str, Any]) -> Path:
     from recprompt.eval.signal import signal_markdown
 
     lines += signal_markdown(report)
+    from recprompt.eval.report_sections import extra_sections
+
+    lines += extra_sections(report)
     lines += ["", "## Protocol", "", "```json", json.dumps(report["protocol"], indent=2), "```"]
     lines += ["", "## Cost", "", "```json", json.dumps(report["usage"], indent=2), "```", ""]
     path = out / "report.md"

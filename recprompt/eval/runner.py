@@ -322,4 +322,5 @@ def train_split(dataset: Dataset, protocol: Protocol) -> Dataset:
         np.concatenate([train.timestamp, valid.timestamp]),
         items=dataset.items,
         users=dataset.users,
+        texts=dataset.texts,  # review text baselines learn from the training reviews
     )

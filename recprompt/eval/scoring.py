@@ -13,7 +13,7 @@ import numpy as np
 
 from recprompt.metrics import auc, bootstrap_ci, rank_of, validity_report
 from recprompt.spec.model import Spec
-from recprompt.types import ChoiceOutput, ItemListOutput, ItemOutput, RatingOutput
+from recprompt.types import ChoiceOutput, ItemListOutput, ItemOutput, RatingOutput, TextOutput
 
 __all__ = ["per_case_values", "score_records", "summarize"]
 
@@ -89,6 +89,10 @@ def per_case_values(spec: Spec, records: Sequence[dict[str, Any]], fallback: flo
         if labels.any() and (~labels).any():
             values["auc"] = np.array([auc(labels, scores)])
         return values
+    if isinstance(output, TextOutput):
+        from recprompt.eval.text_eval import text_case_values
+
+        return text_case_values(records)
     return {}
 
 

@@ -188,7 +188,9 @@ def search_space(
     history_lengths: tuple[int | None, ...] | None = None,
     fixed_draws: int = 2,
 ) -> list[Config]:
-    """Every config worth trying: zero-shot once per (variant, history), selectors for k>0."""
+    """Every config worth trying: zero-shot once per (variant, history), selectors for k>0.
+
+    Only the last stage of a multi-stage spec is tuned: its variant and demonstrations."""
     variants = [v.id for v in spec.all_variants() if not v.held_out]
     if selectors is None:
         selectors = ("random", "knn_users", "history", "mmr") + (
@@ -198,6 +200,10 @@ def search_space(
         declared = spec.inputs.get("history")
         if declared is None:
             history_lengths = (None,)
+        elif spec.stages:
+            # with stages, earlier stages stay fixed: they read the history as declared, so
+            # the search leaves its length alone and each stage output is made once per key
+            history_lengths = (_default_history(spec),)
         else:
             full = declared.max_length or 20
             history_lengths = tuple(dict.fromkeys((full, max(1, full // 4))))

@@ -106,6 +106,9 @@ def rank(
     strategy = resolve_strategy(spec)
     if not candidates:
         raise InputError(f"{spec.name}: no candidates to rank")
+    if spec.stages:  # earlier stages (a profile, enriched candidates) run first, once per key
+        inputs = program.fill_stages(inputs)
+        candidates = program.stage_runner_for().fill_items(settings.candidates_from, candidates)
     fitted = _prior(program, settings, prior)
     user = user if user is not None else inputs.get("user_id")
     if fitted is not None and user is None:

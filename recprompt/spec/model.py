@@ -23,6 +23,7 @@ __all__ = [
     "InputType",
     "RankSpec",
     "Spec",
+    "StageSpec",
     "TaskKind",
     "Variant",
     "computed_metrics",
@@ -175,6 +176,39 @@ class CalibrationSpec(_Strict):
     )
 
 
+class StageSpec(_Strict):
+    """An earlier program whose typed output fills an input of this spec (PALR's profile,
+    LLM-Rec's enriched items). Its output is computed once per key and reused: once per user
+    (``per: user``), once per item of a list input (``per: item``), or once per case."""
+
+    spec: str = Field(
+        description="The stage's spec: a built-in name or a path (relative to this spec's file)."
+    )
+    into: str = Field(
+        description="The input of this spec that receives the output; with per: item, the "
+        "field each item of 'over' receives."
+    )
+    per: Literal["user", "item", "case"] = Field(
+        "case",
+        description="What the output depends on: 'user' (never candidates or the target), "
+        "'item' (one item of 'over'), or the whole 'case'.",
+    )
+    over: str | None = Field(None, description="per: item: the list input whose items it fills.")
+    variant: str | None = Field(None, description="The stage spec's variant (default: its first).")
+    max_tokens: int | None = Field(None, ge=1, description="Override the stage's token bound.")
+    inputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Stage input -> this spec's input (per: item: item field) that feeds it; "
+        "unnamed stage inputs take the input (or item field) of the same name.",
+    )
+
+    @model_validator(mode="after")
+    def _over_matches_per(self) -> StageSpec:
+        if (self.per == "item") != (self.over is not None):
+            raise ValueError("'over' names the list input of a per: item stage, and only then")
+        return self
+
+
 class Spec(_Strict):
     """A recommendation task: inputs, prompt family, output type, demonstrations, metric."""
 
@@ -198,6 +232,10 @@ class Spec(_Strict):
         None, description="Divide the option prior out of scored options (off by default)."
     )
     metric: str | None = Field(None, description="e.g. rmse, ndcg@10, hr@10, auc, bleu.")
+    stages: list[StageSpec] = Field(
+        default_factory=list,
+        description="Earlier programs whose outputs fill inputs of this one, in order.",
+    )
 
     _origin: str | None = PrivateAttr(None)
 
@@ -326,11 +364,36 @@ def _metric_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
     return [(("metric",), f"metric {spec.metric!r} is not computed for {kind}", hint)]
 
 
+def _stage_issues(spec: Spec) -> list[tuple[tuple[Any, ...], str, str]]:
+    issues = []
+    for n, stage in enumerate(spec.stages):
+        target = stage.over if stage.per == "item" else stage.into
+        declared = spec.inputs.get(target or "")
+        if declared is None:
+            issues.append(
+                (
+                    ("stages", n, "over" if stage.per == "item" else "into"),
+                    f"stage {stage.spec!r} fills input {target!r}, which the spec does not declare",
+                    f"declare '{target}' under inputs, or fix the stage's name",
+                )
+            )
+        elif stage.per == "item" and declared.type not in ("candidates", "items", "history"):
+            issues.append(
+                (
+                    ("stages", n, "over"),
+                    f"stage {stage.spec!r} runs per item of {target!r}, which is not a list "
+                    f"of items (type {declared.type})",
+                    "point 'over' at a candidates, items or history input",
+                )
+            )
+    return issues
+
+
 def semantic_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
     """Checks across fields, each with the path it concerns: (path, problem, what to do)."""
     from recprompt.rank.calibration import calibration_issues
 
-    issues = [*calibration_issues(spec), *_source_issues(spec)]
+    issues = [*_stage_issues(spec), *calibration_issues(spec), *_source_issues(spec)]
     return [*issues, *_name_issues(spec), *_metric_issues(spec)]
 
 
