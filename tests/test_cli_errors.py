@@ -203,12 +203,9 @@ def test_optimize_refuses_tuning_or_reporting_on_nobody(
     cli, data_root, tmp_path: Path, flag: str, value: str
 ) -> None:
     out_file = tmp_path / "tuned.json"
-    result = cli.invoke(
-        app,
-        ["optimize", "p5.rating", "--data", str(data_root / "ml-100k"), "--budget", "10"]
-        + [flag, value, "--out", str(out_file), "--model", "openai/x"]
-        + ["--api-base", "http://127.0.0.1:9/v1"],
-    )
+    args = ["optimize", "p5.rating", "--data", str(data_root / "ml-100k"), "--budget", "10"]
+    server = ["--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"]
+    result = cli.invoke(app, [*args, flag, value, "--out", str(out_file), *server])
     assert result.exit_code == 2, result.output
     assert flag in result.output and "Traceback" not in result.output
     assert not out_file.exists()
