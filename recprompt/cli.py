@@ -275,9 +275,9 @@ def dry_run_command(
         from recprompt.backends.cost import estimate
 
         summary = result.summary()
-        cost = estimate(
+        cost = estimate(  # the call range's upper end: a budget must hold in the worst case
             model,
-            summary["model_calls"],
+            int(summary.get("model_calls_max", summary["model_calls"])),
             summary["prompt_tokens_total"],
             summary["max_completion_tokens"],
         )
@@ -523,8 +523,10 @@ def eval_command(
     import recprompt
     from recprompt._files import check_output_path, exclusive_lock
     from recprompt.eval.evaluate import OUTPUT_FILES, check_engine, evaluate
+    from recprompt.eval.executor import check_concurrency
     from recprompt.eval.runner import Limits
 
+    check_concurrency(concurrency)  # bad numbers stop before any folder is made
     check_engine(engine, ray_address, ray_actors)
     if engine == "ray":  # fail fast, before anything is written: Ray missing or unreachable
         from recprompt.eval.ray_engine import connect

@@ -348,17 +348,20 @@ def test_random_baseline_is_its_exact_expected_value() -> None:
     )
 
 
-def test_eval_reports_random_exactly(data_root: Path) -> None:
-    from recprompt.eval.evaluate import _ranking_baselines
-    from recprompt.eval.runner import train_split
+def test_eval_reports_random_exactly(data_root: Path, tmp_path: Path) -> None:
+    from recprompt.eval.evaluate import evaluate
 
     ds = load_dataset(data_root / "ml-100k")
-    spec = builtin("rank.letters")
-    protocol = default_protocol(spec, ds, n_users=40)
-    cases = list(build_cases(spec, ds, protocol))
-    table = _ranking_baselines(["random"], train_split(ds, protocol), cases, 0)["random"]
+    program = Program(builtin("rank.letters"))
+    protocol = default_protocol(program.spec, ds, n_users=40)
+    report = evaluate(
+        program, ds, protocol, tmp_path / "run", baselines=["random"], baselines_only=True,
+        progress=False,
+    )  # fmt: skip
+    table = report["baselines"]["random"]
     assert table["hr@10"]["value"] == table["hr@10"]["ci_low"] == pytest.approx(0.5)
     assert table["ndcg@10"]["ci_high"] == table["ndcg@10"]["value"]
+    assert table["ndcg@10"]["exact"] and table["mrr"]["exact"]
 
 
 # -- nouns ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def _name(requirement: str) -> str:
     return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
-def declared(groups: tuple[str, ...] = ("local", "eval", "embed")) -> set[str]:
+def declared(groups: tuple[str, ...] = ("local", "eval", "embed", "ray")) -> set[str]:
     project = PYPROJECT["project"]
     names = {_name(r) for r in project["dependencies"]}
     for group in groups:
@@ -65,7 +65,7 @@ def test_every_declared_dependency_is_imported() -> None:
 def test_dev_tools_cover_what_tests_import() -> None:
     modules = imported_modules(ROOT / "tests") - imported_modules(ROOT / "recprompt")
     modules -= {p.stem for p in (ROOT / "tests").glob("*.py")}
-    names = declared(("local", "eval", "embed", "dev"))
+    names = declared(("local", "eval", "embed", "ray", "dev"))
     missing = {m: d for m, d in distributions_of(modules).items() if not d & names}
     assert not missing, f"tests import undeclared packages: {missing}"
 

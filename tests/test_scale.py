@@ -24,6 +24,9 @@ from recprompt.eval.executor import bounded_map
 from recprompt.eval.store import read_lines
 
 ROOT = Path(__file__).resolve().parent.parent
+# p5.rating as generated text: the stand-in server returns no log-probabilities, so expected
+# ratings are refused against it before any call (a server must say what it can score)
+GENERATED_RATING = Path(__file__).resolve().parent / "specs" / "rating_generated.yaml"
 SAME = ("cases", "metrics", "validity", "baselines", "position", "diagnostics", "protocol")
 
 
@@ -35,7 +38,7 @@ def _program(url: str, concurrency: int = 1, **throttle):
     backend = LiteLLMBackend("openai/latency", api_base=url, timeout=20, backoff=0.05)
     if concurrency > 1 or throttle:
         attach_throttle(backend, concurrency, **throttle)
-    return recprompt.load("p5.rating", backend=backend)
+    return recprompt.load(GENERATED_RATING, backend=backend)
 
 
 def _evaluate(url: str, out: Path, data_root: Path, concurrency: int, users: int = 5, **kw):
@@ -155,7 +158,7 @@ def test_concurrency_is_bounded_in_flight():
 def _eval_process(url: str, out: Path, data_root: Path, concurrency: int) -> subprocess.Popen:
     env = {**os.environ, "RECPROMPT_DATA": str(data_root), "PYTHONPATH": str(ROOT)}
     command = [
-        sys.executable, "-m", "recprompt.cli", "eval", "p5.rating", "--data", "ml-100k",
+        sys.executable, "-m", "recprompt.cli", "eval", str(GENERATED_RATING), "--data", "ml-100k",
         "--users", "8", "--seed", "0", "--out", str(out), "--no-cache",
         "--model", "openai/latency", "--api-base", url, "--concurrency", str(concurrency),
         "--baselines", "global_mean",

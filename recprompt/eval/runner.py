@@ -241,28 +241,26 @@ def run_cases(
         TimeRemainingColumn(),
     )
     log = PromptLog.install(program)  # the report shows each case's exact prompts
-    with (
-        metered(program, limits),
-        Progress(*columns, disable=not progress, transient=False) as bar,
-    ):
-        task = bar.add_task(program.spec.name, total=len(cases), completed=len(store), rate="")
-        for n, case in enumerate(todo, 1):
-            log.take()
-            try:
+    try:
+        with (
+            metered(program, limits),
+            Progress(*columns, disable=not progress, transient=False) as bar,
+        ):
+            task = bar.add_task(program.spec.name, total=len(cases), completed=len(store), rate="")
+            for n, case in enumerate(todo, 1):
+                log.take()
                 if program.spec.rank is not None:
                     record = rank_record(program, case)
                 else:
                     record = record_of(case, program(**case.inputs))
-            except BaseException:
-                log.remove(program)
-                raise
-            record.update(log.take())
-            for key in ("calls", "prompt_tokens", "completion_tokens", "cache_hits"):
-                setattr(usage, key, getattr(usage, key) + int(record["usage"].get(key, 0)))
-            store.append(record)
-            rate = n / max(time.monotonic() - started, 1e-9)
-            bar.update(task, advance=1, rate=f"{rate:.2f} cases/s")
-    log.remove(program)
+                record.update(log.take())
+                for key in ("calls", "prompt_tokens", "completion_tokens", "cache_hits"):
+                    setattr(usage, key, getattr(usage, key) + int(record["usage"].get(key, 0)))
+                store.append(record)
+                rate = n / max(time.monotonic() - started, 1e-9)
+                bar.update(task, advance=1, rate=f"{rate:.2f} cases/s")
+    finally:  # the metered wrapper is gone by now, so the log is outermost again
+        log.remove(program)
     usage.seconds = time.monotonic() - started
     return usage
 
