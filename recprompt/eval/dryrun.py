@@ -194,11 +194,13 @@ def stage_summaries(result: DryRun) -> dict[str, dict[str, Any]]:
             "prompt_tokens_total": sum(tokens),
             "prompt_tokens_mean": round(statistics.fmean(tokens), 1),
             "max_completion_tokens": row["max_completion_tokens"],
-            "estimated_local_seconds_upper_bound": round(seconds, 1),
+            "estimated_local_seconds": round(seconds, 1),
         }
     out["final"] = {
         "spec": result.spec,
-        "model_calls": result.calls,
+        "model_calls": result.calls_low
+        if result.calls_low == result.calls_high
+        else f"{result.calls_low}..{result.calls_high}",
         "prompt_tokens_total": sum(result.prompt_tokens),
     }
     return out

@@ -374,7 +374,10 @@ def _evaluate(
         base = {k: v["metrics"] for k, v in text["systems"].items() if k != "program"}
     else:
         base = {}
-    base_values, base = base, {name: summarize(v, protocol.seed) for name, v in base.items()}
+    if text is not None:  # text baselines come summarised (corpus BLEU is not a case mean)
+        base_values: dict[str, Any] = {}
+    else:
+        base_values, base = base, {name: summarize(v, protocol.seed) for name, v in base.items()}
     if "random" in base and is_ranking:  # exact expectation: its interval is the value itself
         base["random"] = {
             m: {"value": s["value"], "ci_low": s["value"], "ci_high": s["value"], "exact": True}
