@@ -108,7 +108,8 @@ def test_evaluation_completes_through_random_faults(server, tmp_path, data_root)
         report = evaluate_through(proxy.url, tmp_path / "run", data_root, timeout=4, max_retries=6)
     values, ids = stored(tmp_path / "run")
     assert report["cases"] == len(values) == len(ids) == len(set(ids)) == 15
-    assert all(v in (1, 2, 3, 4, 5) for v in values.values())  # constrained, despite faults
+    # p5.rating decodes the expected rating from the server's top_logprobs: on the scale
+    assert all(isinstance(v, float) and 1.0 <= v <= 5.0 for v in values.values())
     assert sum(proxy.injected.values()) >= 5 and report["validity"]["invalid"] == 0
 
 

@@ -123,7 +123,9 @@ def optimize(
     from recprompt.library import resolve_spec_path
 
     check_concurrency(concurrency)
-    _check_users(demo_users=demo_users, valid_users=valid_users, test_users=test_users)
+    _check_users(demo_users=demo_users, valid_users=valid_users)
+    if report:  # only the report needs held-out users
+        _check_users(test_users=test_users)
     if budget < 1:
         raise InputError(f"--budget must be at least 1 model call, got {budget}")
 
