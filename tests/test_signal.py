@@ -148,7 +148,9 @@ def test_eval_reports_calibration_tuned_weight_and_retrieval(tmp_path: Path) -> 
     ds = ratings_dataset()
     program = letters_program("contextual", prior="bpr", tune_users=6)
     protocol = Protocol(dataset="toy", n_users=10, seed=0, retriever="bpr", shortlist=10)
-    report = evaluate(program, ds, protocol, tmp_path / "run", baselines=["bpr"], progress=False)
+    report = evaluate(
+        program, ds, protocol, tmp_path / "run", baselines=["bpr", "random"], progress=False
+    )
     fusion = report["fusion"]
     assert fusion["valid_users"] == 6 and len(fusion["curve"]) == 11
     assert program.rank_prior.weight == fusion["weight"]
@@ -164,6 +166,7 @@ def test_eval_reports_calibration_tuned_weight_and_retrieval(tmp_path: Path) -> 
     # a user the retriever missed is a miss for the program and for BPR-MF alone
     assert report["metrics"]["hr@10"]["value"] <= recall + 1e-9
     assert report["baselines"]["bpr"]["hr@10"]["value"] <= recall + 1e-9
+    assert report["baselines"]["random"]["hr@10"]["value"] <= recall + 1e-9
     md = (tmp_path / "run" / "report.md").read_text()
     assert "## Calibration (contextual)" in md and "## Fusion with bpr" in md
     assert "recall@10" in md

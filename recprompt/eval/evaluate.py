@@ -101,7 +101,10 @@ def _ranking_baselines(
     for name in names:
         if name == "random":  # its expected value is exact; one seeded draw is not
             sizes = [len(case.meta["candidates"]) for case in cases]
-            out[name] = expected_random_values(sizes, RANK_KS)
+            # a positive the retriever missed is a miss for every system, random included
+            found = np.array([c.meta.get("positive_index") is not None for c in cases], float)
+            expected = expected_random_values(sizes, RANK_KS)
+            out[name] = {metric: vector * found for metric, vector in expected.items()}
             continue
         model = make_baseline(name, seed=seed).fit(train)
         ranks = []
