@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections import Counter
 
 import pytest
@@ -55,7 +56,9 @@ def test_actor_killed_mid_run_is_replaced_and_results_match(tmp_path, data_root,
         records, torn = read_lines(tmp_path / "ray" / "results.jsonl")
         counts = Counter(r["id"] for r in records)
         assert torn == 0 and len(counts) == len(cases) and set(counts.values()) == {1}
-        # the driver's store is the local engine's: evaluate resumes it to a full report
+        # the driver's store is the local engine's: with the local run's run.json (same
+        # settings and content fingerprints, which evaluate checks) it resumes to a full report
+        shutil.copy(tmp_path / "local" / "run.json", tmp_path / "ray" / "run.json")
         resumed, _ = _evaluate(server.url, tmp_path / "ray", data_root, 1)
         # and the whole path through evaluate(engine="ray") gives the same report
         direct, _ = _evaluate(server.url, tmp_path / "direct", data_root, 2, engine="ray")

@@ -130,7 +130,7 @@ def backend_recipe(backend: Any) -> dict[str, Any]:
             "mode": backend.mode,
             "max_retries": backend.max_retries,
             "timeout": backend.timeout,
-            "server": backend._server,
+            "server": backend._declared,  # the declared kind; "auto" detects it again
             "concurrency": getattr(throttle, "max_concurrency", 1),
             "rpm": getattr(throttle, "rpm", None),
             "tpm": getattr(throttle, "tpm", None),
