@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from recprompt.backends import LocalBackend, get_backend
+from recprompt.backends.base import heal_space
 from recprompt.constraints import Choice, FreeText, ItemList, JsonObject
 from recprompt.errors import BackendError, ModelNotFoundError, OutputError
 
@@ -163,3 +164,27 @@ def test_concurrent_calls_match_sequential(backend):
     for t in threads:
         t.join()
     assert [got[i] for i in range(4)] == expected
+
+
+def test_heal_space_moves_a_prompts_trailing_spaces_into_every_continuation():
+    assert heal_space("Answer: ", ["A", "B"]) == ("Answer:", [" A", " B"])
+    assert heal_space("Answer:", ["A"]) == ("Answer:", ["A"])  # nothing to move
+    assert heal_space("Answer: ", [" A", "B"]) == ("Answer: ", [" A", "B"])  # already spaced
+    messages = [{"role": "user", "content": "Answer: "}]
+    assert heal_space(messages, ["A"]) == (messages, ["A"])  # chat: the template decides
+
+
+@pytest.mark.model
+def test_letters_after_a_spaced_prompt_hold_the_mass_a_tokenizer_gives_them(backend):
+    """Scoring "A" after "Answer: " as [" ", "A"] left the letters ~1e-7 of the next-token
+    mass on Gemma 3 270M; with the space healed into " A" they hold a real share of it."""
+    import math
+
+    prompt = (
+        "Which movie will I watch next?\nA. Heat (1995)\nB. Balto (1995)\nC. Casino (1995)\n"
+        "Answer with one letter.\nAnswer: "
+    )
+    spaced = backend.score(prompt, ["A", "B", "C"])
+    joint = backend.score(prompt.rstrip(), [" A", " B", " C"])
+    assert spaced == pytest.approx(joint, abs=1e-4)
+    assert sum(math.exp(v) for v in spaced) > 0.05

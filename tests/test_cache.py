@@ -129,6 +129,15 @@ def test_key_changes_with_each_parameter(tmp_path):
     assert cached.key("score", "p") != cached.key("generate", "p")
 
 
+def test_a_new_scoring_revision_never_serves_older_scores(tmp_path):
+    inner = CountingBackend()
+    CachedBackend(inner, tmp_path).score("p", ["a"])
+    inner.scoring_revision = 2  # the backend now scores the same text differently
+    CachedBackend(inner, tmp_path).score("p", ["a"])
+    CachedBackend(inner, tmp_path).score("p", ["a"])
+    assert inner.calls == 2  # one miss per revision, then a hit
+
+
 def test_sampling_without_seed_is_still_cached(tmp_path):
     inner = CountingBackend()
     cached = CachedBackend(inner, tmp_path)

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from recprompt.constraints import Constraint
 
-__all__ = ["Backend", "Completion", "Prompt", "Usage"]
+__all__ = ["Backend", "Completion", "Prompt", "Usage", "heal_space"]
 
 Prompt = str | list[dict[str, str]]
 """A completion prompt (text) or chat messages ``[{"role": ..., "content": ...}]``."""
@@ -80,3 +80,21 @@ class Backend(Protocol):
         Raises :class:`~recprompt.errors.BackendError` when the backend has no logits.
         """
         ...
+
+
+def heal_space(prompt: Prompt, continuations: list[str]) -> tuple[Prompt, list[str]]:
+    """Move the spaces that end a text prompt to the front of every continuation.
+
+    The joint text is unchanged; only the split moves to where a tokenizer splits it. Why:
+    templates end with the space before the answer, but tokenizers write " A" as one token,
+    so scoring "A" after "Answer: " asks for a token sequence the model never saw (on Gemma 3
+    270M the letters then held ~1e-7 of the next-token mass, against 0.3-0.4 after
+    "Answer:"), and an echoed " Title" token would start inside the prompt.
+    """
+    if not isinstance(prompt, str) or not prompt.endswith(" "):
+        return prompt, continuations
+    if any(not c or c[0].isspace() for c in continuations):
+        return prompt, continuations
+    body = prompt.rstrip(" ")
+    trail = prompt[len(body) :]
+    return body, [trail + c for c in continuations]

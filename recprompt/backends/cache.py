@@ -46,6 +46,12 @@ def _checksum(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def _scoring_revision(backend: Any) -> Any:
+    while getattr(backend, "scoring_revision", None) is None and hasattr(backend, "backend"):
+        backend = backend.backend
+    return getattr(backend, "scoring_revision", None)
+
+
 def entry_payload(path: Path, key: str) -> Any:
     """The payload an entry file holds for ``key``; raises if the file is missing
     (FileNotFoundError), torn, corrupted or another key's (ValueError, KeyError, TypeError)."""
@@ -80,6 +86,8 @@ class CachedBackend:
         """The entry's name: SHA-256 over the backend name, method, prompt and parameters."""
         material = {"v": _FORMAT, "backend": self.name, "method": method, "prompt": prompt}
         material.update(params)
+        if method == "score":  # a scoring change never serves older scores
+            material["revision"] = _scoring_revision(self.backend)
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
     def path(self, key: str) -> Path:

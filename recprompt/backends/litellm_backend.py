@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from recprompt.backends import http_scoring as hs
-from recprompt.backends.base import Completion, Prompt, Usage
+from recprompt.backends.base import Completion, Prompt, Usage, heal_space
 from recprompt.backends.grammar import itemlist_gbnf, itemlist_prefix_text
 from recprompt.backends.openai_http import client_for
 from recprompt.backends.server_kinds import (
@@ -113,6 +113,9 @@ class LiteLLMBackend:
     message in ``mode="chat"`` (the default for hosted providers);
     message-list prompts always use chat."""
 
+    scoring_revision = 2
+    """As :attr:`LocalBackend.scoring_revision`; 2: prompts' trailing spaces healed."""
+
     def __init__(
         self,
         model: str,
@@ -145,6 +148,8 @@ class LiteLLMBackend:
         self._info: ServerInfo | None = None
         self.usage = Usage()
         """Everything this backend spent, over all calls (read by programs and the cache)."""
+        self._split_options: set[tuple[str, ...]] = set()
+        """Option sets this server's tokenizer splits after a space (" 5" as " ", "5")."""
         self.throttle: Throttle | None = None
         """Shared by a run's threads: AIMD on rate limits, RPM/TPM caps (see .throttle)."""
 
@@ -432,14 +437,16 @@ class LiteLLMBackend:
             self.usage.add(usage)
 
     def _score_top(self, prompt: Prompt, options: list[str], usage: Usage) -> list[float]:
-        chat = self._chat(prompt)
-        if chat and isinstance(prompt, str):
-            prompt = [{"role": "user", "content": prompt}]
-        k = self.info.top_logprobs_limit
-        body = hs.top_logprobs_body(prompt, chat=chat, k=k)
-        path = "/chat/completions" if chat else "/completions"
-        response = self._post(path, body, usage, stream=self.server == "llama_cpp")
-        scored = hs.option_logprobs(hs.parse_top_logprobs(response, chat=chat), options)
+        """Options read after the prompt with its trailing spaces moved into them (" A" is
+        one token, as the local backend scores it); where that leaves options unfound
+        (Gemma writes " 5" as [" ", "5"]), read after the prompt as written."""
+        healed, spaced = heal_space(prompt, options)
+        if healed is not prompt and tuple(options) not in self._split_options:
+            scored = self._read_top(healed, spaced, usage)
+            if not scored.truncated and not scored.variants:
+                return scored.logprobs
+            self._split_options.add(tuple(options))
+        scored = self._read_top(prompt, options, usage)
         inexact = [o for o in options if o in scored.truncated or o in scored.variants]
         # vLLM scores echoed prompts in one cheap batched request; llama-cpp-python sorts the
         # whole vocabulary for every echoed token (minutes for a long prompt), so there an
@@ -451,7 +458,19 @@ class LiteLLMBackend:
         usage.truncated_scores += len(scored.truncated)
         return scored.logprobs
 
+    def _read_top(self, prompt: Prompt, options: list[str], usage: Usage) -> hs.OptionScores:
+        chat = self._chat(prompt)
+        if chat and isinstance(prompt, str):
+            prompt = [{"role": "user", "content": prompt}]
+        k = self.info.top_logprobs_limit
+        body = hs.top_logprobs_body(prompt, chat=chat, k=k)
+        path = "/chat/completions" if chat else "/completions"
+        response = self._post(path, body, usage, stream=self.server == "llama_cpp")
+        return hs.option_logprobs(hs.parse_top_logprobs(response, chat=chat), options)
+
     def _score_echo(self, prompt: str, conts: list[str], usage: Usage) -> list[float]:
+        healed, conts = heal_space(prompt, conts)  # a " Title" token then starts in the text
+        prompt = healed if isinstance(healed, str) else prompt
         texts = [prompt + c for c in conts]
         if self.server == "vllm":  # one request scores every candidate
             response = self._post("/completions", hs.continuation_body(texts), usage)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from recprompt.backends.base import Completion, Prompt, Usage
+from recprompt.backends.base import Completion, Prompt, Usage, heal_space
 from recprompt.backends.processors import ProcessorCache, TokenProcessor, TokenVocab
 from recprompt.backends.usage import UsageLedger
 from recprompt.constraints import Constraint, FreeText
@@ -218,6 +218,9 @@ class LocalBackend:
     """
 
     supports_logits = True
+    #: Changes when the same prompt and continuation would score differently (cache keys and
+    #: run identities carry it, so older scores are never reused). 2: ``heal_space``.
+    scoring_revision = 2
 
     def __init__(
         self,
@@ -475,8 +478,10 @@ class LocalBackend:
         """Sum of log-probabilities of each continuation's tokens after ``prompt``.
 
         The prompt is evaluated once (reusing the cached prefix). Each continuation is
-        tokenized on its own and appended to the prompt's tokens: end a prompt with the space
-        that precedes the answer (Gemma writes " 5" as [" ", "5"]). The first token's
+        tokenized on its own and appended to the prompt's tokens, after the spaces that end a
+        text prompt moved to the front of every continuation (:func:`heal_space`; digits are
+        unchanged in effect: Gemma writes " 5" as [" ", "5"], and the shared " " cancels
+        between options). The first token's
         log-prob comes from the prompt's last logits; the others from one block-aligned
         multi-sequence decode of all continuations (:meth:`_continuation_logprobs`), after which
         the KV cache is cut back to the prompt. A continuation's score does not depend on the
@@ -512,8 +517,7 @@ class LocalBackend:
         ready: list[tuple[_ScoreRequest, list[int], list[list[int]]]] = []
         for request in group:
             try:
-                tokens = self.prompt_tokens(request.prompt)  # chat messages: the template's
-                conts = [self.tokenize(c, bos=False) for c in request.continuations]
+                tokens, conts = self._healed_tokens(request.prompt, request.continuations)
                 longest = max((len(c) for c in conts), default=0)
                 if len(tokens) + longest >= self.llm.n_ctx():
                     raise BackendError(
@@ -543,6 +547,21 @@ class LocalBackend:
             except Exception as exc:
                 for request, _, _ in chunk:
                     request.error = exc
+
+    def _healed_tokens(
+        self, prompt: Prompt, continuations: list[str]
+    ) -> tuple[list[int], list[list[int]]]:
+        """Prompt and continuation tokens, split where the tokenizer splits the joint text:
+        a prompt's trailing space moves into the continuations (" A" is one token), unless
+        it stays its own token in every one of them (" 5" is [" ", "5"]), where the prompt is
+        kept as written and its last logits score the first token."""
+        healed, moved = heal_space(prompt, continuations)
+        if healed is not prompt:
+            conts = [self.tokenize(c, bos=False) for c in moved]
+            trail = self.tokenize(prompt[len(healed) :], bos=False)  # type: ignore[index]
+            if not all(len(c) > len(trail) and c[: len(trail)] == trail for c in conts):
+                return self.prompt_tokens(healed), conts
+        return self.prompt_tokens(prompt), [self.tokenize(c, bos=False) for c in continuations]
 
     def _score_one(self, prompt_tokens: list[int], conts: list[list[int]]) -> list[float]:
         """One prompt: evaluated reusing the cached prefix, continuations in one decode."""

@@ -88,6 +88,9 @@ def model_identity(backend: Any) -> dict[str, Any]:
     while hasattr(inner, "backend") and inner.backend is not inner:
         inner = inner.backend
     identity: dict[str, Any] = {"name": getattr(backend, "name", str(backend))}
+    revision = getattr(inner, "scoring_revision", None)
+    if revision is not None:
+        identity["scoring_revision"] = revision
     path = getattr(inner, "path", None)
     if isinstance(path, Path) and path.is_file():
         identity.update(_file_identity(path))
