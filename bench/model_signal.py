@@ -17,16 +17,10 @@ validation users), beside random, popularity, item-kNN and BPR-MF on the same ca
 Paired differences (bootstrap CI, sign-flip p-value) for the issue's targets. Model calls go
 through the disk cache, so a rerun resumes where a killed one stopped.
 
-    nice -n 10 python bench/signal.py --test 300 --valid 50 --history 10
+    nice -n 10 python bench/model_signal.py --test 300 --valid 50 --history 10
 """
 
 from __future__ import annotations
-
-import sys
-
-# This file is named signal.py: with its folder first on sys.path it would shadow the
-# standard library's signal module. Put the folder last, so that only _common resolves here.
-sys.path.append(sys.path.pop(0))
 
 import argparse
 import json
