@@ -11,7 +11,8 @@ limits part b to some specs (``SCALE_SPECS=p5.rating``). Each part merges its re
 ratios within one run (the machine is shared), and every level's report metrics are compared
 with the first level's: a speed-up with different metrics would not count.
 
-(a) ``p5.rating`` against ``tests/latency_server.py`` (its own process on 127.0.0.1, valid
+(a) ``p5.rating``'s prompts with a generated rating (``tests/specs/rating_generated.yaml``)
+against ``tests/latency_server.py`` (its own process on 127.0.0.1, valid
 answers after 200 ms) at 1, 4, 16 and 64 calls in flight; ``speedup`` = cases/s over the
 one-at-a-time run. (a-llama) 1 against 4 in flight on a real ``llama_cpp.server`` with the
 default model. (b) the local model scoring cases one at a time against four threads whose
@@ -38,6 +39,7 @@ from _common import merge_result
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+GENERATED_RATING = ROOT / "tests" / "specs" / "rating_generated.yaml"
 SAME = ("metrics", "validity", "cases")
 
 
@@ -72,7 +74,9 @@ def _server_program(url: str, concurrency: int) -> Any:
     backend = LiteLLMBackend("openai/bench", api_base=url, timeout=120)
     if concurrency > 1:
         attach_throttle(backend, concurrency)
-    return recprompt.load("p5.rating", backend=backend)
+    # p5.rating's expected-rating scores need top_logprobs, which the latency server does not
+    # offer; the same prompts with a generated rating do
+    return recprompt.load(str(GENERATED_RATING), backend=backend)
 
 
 def _levels(
@@ -110,7 +114,8 @@ def part_a(users: int = 12) -> None:
     from latency_server import spawn
 
     note = (
-        "p5.rating, ml-100k, users seeded 0, against tests/latency_server.py in its own "
+        "p5.rating prompts with a generated rating (tests/specs/rating_generated.yaml), "
+        "ml-100k, users seeded 0, against tests/latency_server.py in its own "
         "process (valid answers after 200 ms); ideal speed-up = calls in flight"
     )
     proc, url = spawn(delay=0.2)
