@@ -66,3 +66,20 @@ def test_actor_killed_mid_run_is_replaced_and_results_match(tmp_path, data_root,
     for key in SAME:
         assert resumed[key] == local[key] == direct[key], key
     assert resumed["usage"]["this_invocation"]["calls"] == 0  # nothing was redone
+
+
+def test_a_program_that_has_rendered_still_pickles_for_the_actors():
+    """Rendering caches each variant's compiled Jinja template, which does not pickle; Ray
+    ships the program to its actors after the driver may have rendered (calibration, a
+    serial run before), so the compiled template must stay behind and be rebuilt there."""
+    from ray import cloudpickle  # what Ray ships actor arguments with
+
+    import recprompt
+    from recprompt.eval.ray_engine import _portable
+
+    program = recprompt.load("rank.letters")
+    candidates = [{"title": f"Movie {i}", "item_id": str(i)} for i in range(3)]
+    before = program.render(history=[{"title": "Heat"}], candidates=candidates).prompt
+    copy = cloudpickle.loads(cloudpickle.dumps(_portable(program)))
+    after = copy.render(history=[{"title": "Heat"}], candidates=candidates).prompt
+    assert after == before and "Movie 2" in after

@@ -92,6 +92,13 @@ class Variant(_Strict):
 
         return compile_template(self.template)
 
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickle without the compiled template (a Jinja template does not pickle): a
+        program shipped to a Ray actor after it has rendered recompiles it there."""
+        state = super().__getstate__()
+        state["__dict__"] = {k: v for k, v in state["__dict__"].items() if k != "compiled"}
+        return state
+
 
 class DemoSpec(_Strict):
     """Few-shot demonstrations: how many, chosen how, written how."""
