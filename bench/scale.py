@@ -152,7 +152,7 @@ def part_a_llama(users: int = 3) -> None:
 def _local_rate(spec: str, users: int, concurrency: int, repeats: int = 1) -> tuple:
     from recprompt.backends.local import LocalBackend
 
-    backend = LocalBackend()
+    backend = LocalBackend(batch_scoring=concurrency > 1)
     program = recprompt.load(spec, backend=backend)
     times, report = [], None
     for _ in range(repeats):

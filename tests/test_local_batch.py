@@ -32,7 +32,7 @@ PROMPTS = [
 def backend():
     from recprompt.backends.local import LocalBackend
 
-    return LocalBackend()
+    return LocalBackend(batch_scoring=True)
 
 
 def test_batched_scores_equal_one_at_a_time(backend):
@@ -59,3 +59,23 @@ def test_batched_scores_equal_one_at_a_time(backend):
         assert results[k] == pytest.approx(scores, abs=BATCH_TOLERANCE, rel=0)
     # after a batch the single path still gives its own scores
     assert backend.score(*PROMPTS[0]) == alone[0]
+
+
+def test_without_batch_scoring_queued_calls_are_answered_one_at_a_time():
+    """The default: batching measured slower on a CPU (bench/scale.py b), so it is opt-in."""
+    from recprompt.backends.local import LocalBackend
+
+    backend = LocalBackend()
+    model = backend._model
+    before = model.batched_calls
+    threads = [threading.Thread(target=backend.score, args=p) for p in PROMPTS]
+    with model.lock:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while len(model.pending) < len(PROMPTS) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(timeout=120)
+    assert model.batched_calls == before
+    assert not model.pending

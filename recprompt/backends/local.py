@@ -231,6 +231,7 @@ class LocalBackend:
         seed: int = 0,
         chat_format: str | None = None,
         chat_template: str | None = None,
+        batch_scoring: bool = False,
     ) -> None:
         if n_threads is None:
             n_threads = int(os.environ.get("RECPROMPT_N_THREADS", "2"))
@@ -250,6 +251,11 @@ class LocalBackend:
         self.last_reused_tokens = 0
         self.chat_format = chat_format
         self.chat_template = chat_template
+        self.batch_scoring = batch_scoring
+        """Answer score calls queued by other threads in one llama.cpp batch. Off by default:
+        on a 2-core CPU it measured 0.68x one at a time (bench/scale.py b), because in one
+        unified KV cache every packed token attends over every prompt's cells, and prompts
+        answered one at a time reuse the previous prompt's cached prefix."""
         self._formatter: Any = None
 
     # -- chat messages -------------------------------------------------------------------------
@@ -494,9 +500,10 @@ class LocalBackend:
             model.pending.append(request)
         with model.lock:
             while not request.done:
+                size = _MAX_GROUP if self.batch_scoring else 1
                 with model.pending_lock:
-                    group = model.pending[:_MAX_GROUP]
-                    del model.pending[:_MAX_GROUP]
+                    group = model.pending[:size]
+                    del model.pending[:size]
                 self._score_group(group)
         if request.error is not None:
             raise request.error
