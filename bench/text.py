@@ -183,8 +183,9 @@ def main() -> None:
         value |= {
             "model": "local (Gemma 3 270M Q4_K_M)",
             "sizes": sizes,
-            "note": "seconds per case are wall time on a shared 2-core machine (load ~20), "
-            "through the disk cache; compare them within this file only",
+            "note": "seconds per case are wall time on a 2-core machine shared with other "
+            f"benchmarks (load average {os.getloadavg()[0]:.1f} at the end), through the disk "
+            "cache; compare them within this file only",
         }
         merge_result("text", part, value)
         print(part, "done", file=sys.stderr)
