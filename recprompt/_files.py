@@ -144,6 +144,32 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+def _real(path: str | Path) -> Path:
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def _check_apart(
+    path: Path, targets: list[Path], trees: Iterable[str | Path], *, folder: bool, flag: str
+) -> None:
+    """Refuse outputs inside a folder the command reads, or (``folder``) around one."""
+    hint = f"pass an {flag} outside it"
+    for given in trees:
+        tree = _real(given)
+        for target in targets:
+            if _real(target).is_relative_to(tree):
+                raise InputError(
+                    f"{flag} {target} lies inside {given}, which this command reads; "
+                    "its files must not be overwritten or mixed with outputs",
+                    hint=hint,
+                )
+        if folder and tree.is_relative_to(_real(path)):
+            raise InputError(
+                f"{flag} {path} contains {given}, which this command reads: "
+                "outputs must not be written among its data",
+                hint=hint,
+            )
+
+
 def check_output_path(
     path: Path,
     *,
@@ -151,6 +177,8 @@ def check_output_path(
     folder: bool = False,
     inputs: Iterable[str | Path | None] = (),
     writes: Iterable[str] = (),
+    siblings: Iterable[Path] = (),
+    apart_from: Iterable[str | Path] = (),
     make_parents: bool = False,
 ) -> Path:
     """Refuse, before any work, an output path that cannot be written or would destroy input.
@@ -160,8 +188,10 @@ def check_output_path(
     nearest existing ancestor must be a folder). ``inputs`` are the files the
     command reads: writing over one of them (``dry-run SPEC --out SPEC``) is refused, and so
     is a folder output whose ``writes`` (the file names it will write) include an input.
-    A file to be written that exists must be a regular file (not a symlink, a named pipe or
-    a device): outputs are replaced whole.
+    ``siblings`` are further files a file output writes beside it (``compare``'s ``.json``).
+    ``apart_from`` are folders the command reads: no output may lie inside one, and a folder
+    output may not contain one either. A file to be written that exists must be a regular
+    file (not a symlink, a named pipe or a device): outputs are replaced whole.
     """
     hint = f"pass another {flag}"
     where = str(path)
@@ -182,7 +212,7 @@ def check_output_path(
                 f"{flag} {where}: the folder {parent} does not exist",
                 hint=f"create it first (mkdir -p {parent}), or {hint}",
             )
-        targets = [path]
+        targets = [path, *siblings]
     for given in inputs:
         if given is None:
             continue
@@ -193,6 +223,7 @@ def check_output_path(
                     f"{flag} {where} would overwrite {source}, which this command reads",
                     hint=hint,
                 )
+    _check_apart(path, targets, apart_from, folder=folder, flag=flag)
     for target in targets:
         check_replaceable(target, flag=flag)
     probe = path if folder and path.is_dir() else path.parent

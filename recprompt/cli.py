@@ -592,7 +592,9 @@ def compare_command(
     from recprompt._files import check_output_path
     from recprompt.eval.compare import compare_runs
 
-    check_output_path(out_file, inputs=list(runs))
+    check_output_path(
+        out_file, inputs=list(runs), siblings=[out_file.with_suffix(".json")], apart_from=runs
+    )
     stats = compare_runs(runs, out_file, seed=seed)
     for name, rows in stats["paired"].items():
         for metric, d in rows.items():

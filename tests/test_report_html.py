@@ -187,6 +187,30 @@ def test_compare_refuses_runs_over_different_cases(runs, tmp_path, cli) -> None:
     assert f"case {record['id']} has different candidates" in result.output
 
 
+@pytest.mark.parametrize("out", ["a/results.jsonl", "a/run.html", "b/report.html", "b/sub/x.html"])
+def test_compare_never_writes_into_a_run_folder_it_compares(runs, tmp_path, cli, out) -> None:
+    from recprompt.cli import app
+    from recprompt.errors import InputError
+    from recprompt.eval.compare import compare_runs
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(runs["a"], a)
+    shutil.copytree(runs["a_again"], b)
+
+    def snapshot() -> dict[str, bytes]:
+        return {str(p): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    result = cli.invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / out)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    if "sub" not in out:  # the command line refuses a missing folder first; the library makes it
+        assert "lies inside" in result.output
+    with pytest.raises(InputError, match="lies inside"):
+        compare_runs([a, b], tmp_path / out)
+    assert snapshot() == before and not (tmp_path / "b" / "sub").exists()
+
+
 def test_records_without_prompts_still_render(runs) -> None:
     import numpy as np
 

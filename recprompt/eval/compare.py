@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
-from recprompt._files import write_text_atomic
+from recprompt._files import check_output_path, write_text_atomic
 from recprompt.errors import InputError
 from recprompt.eval.cases_view import Interner, case_payload, script_json
 from recprompt.eval.html import asset, environment, paired_plots
@@ -149,9 +149,20 @@ ORDER = {"hit differs": 0, "answer differs": 1, "same": 2}
 def compare_runs(
     folders: Sequence[str | Path], out: str | Path, *, seed: int = 0, page_size: int = 100
 ) -> dict[str, Any]:
-    """Write ``out`` (HTML) and its statistics beside it (``.json``); return the statistics."""
+    """Write ``out`` (HTML) and its statistics beside it (``.json``); return the statistics.
+
+    ``out`` and its ``.json`` may not lie inside any of the run folders compared."""
     if len(folders) < 2:
         raise CompareError("compare needs at least two run folders")
+    out = Path(out)
+    # the page and its .json go beside each other, never into a run folder being read
+    check_output_path(
+        out,
+        inputs=folders,
+        siblings=[out.with_suffix(".json")],
+        apart_from=folders,
+        make_parents=True,
+    )
     names = [Path(f).name for f in folders]
     if len(set(names)) != len(names):
         names = [str(f) for f in folders]
@@ -249,7 +260,6 @@ def compare_runs(
             data_json=Markup(script_json(data)),
         )
     )
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, page)
     write_text_atomic(out.with_suffix(".json"), json.dumps(stats, indent=2, default=str))
