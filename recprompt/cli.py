@@ -21,7 +21,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from recprompt.cli_args import SAMPLERS, input_paths, make_protocol, parse_input
+from recprompt.cli_args import (
+    SAMPLERS,
+    data_path,
+    input_paths,
+    make_protocol,
+    out_path,
+    parse_input,
+)
 from recprompt.errors import InputError, RecpromptError
 
 app = typer.Typer(
@@ -216,7 +223,8 @@ def dry_run_command(
     item_noun: ItemNounOpt = None,
     show: Annotated[int, typer.Option("--show", min=0, help="Print the first N prompts.")] = 1,
     prompts_out: Annotated[
-        Path | None, typer.Option("--out", help="Write every rendered prompt as JSON lines.")
+        str | None,
+        typer.Option("--out", metavar="PATH", help="Write every rendered prompt as JSON lines."),
     ] = None,
     model: Annotated[
         str | None,
@@ -233,8 +241,9 @@ def dry_run_command(
     from recprompt._files import atomic_writer, check_output_path
     from recprompt.eval.dryrun import dry_run
 
+    sink_path = None
     if prompts_out is not None:
-        check_output_path(prompts_out, inputs=input_paths(spec, data))
+        sink_path = check_output_path(out_path(prompts_out), inputs=input_paths(spec, data))
     program = recprompt.load(spec)
     dataset = load_data(data, program.spec, item_noun, holdout)
     protocol = make_protocol(
@@ -249,7 +258,7 @@ def dry_run_command(
     )
     result, rendered = dry_run(program, dataset, protocol, limit=limit, variant=variant)
     with contextlib.ExitStack() as stack:
-        sink = stack.enter_context(atomic_writer(prompts_out)) if prompts_out else None
+        sink = stack.enter_context(atomic_writer(sink_path)) if sink_path else None
         for n, (case, prompt) in enumerate(rendered):
             if n < show:
                 for name, row in result.stages.items() if n == 0 else ():
@@ -457,7 +466,9 @@ def parse_batch(text: str) -> list[dict[str, Any]]:
 def eval_command(
     spec: SpecArg,
     data: DataOpt,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Results folder (resumable).")],
+    out_given: Annotated[
+        str, typer.Option("--out", "-o", metavar="PATH", help="Results folder (resumable).")
+    ],
     users: UsersOpt = None,
     seed: SeedOpt = 0,
     negatives: NegativesOpt = None,
@@ -532,7 +543,15 @@ def eval_command(
         from recprompt.eval.ray_engine import connect
 
         connect(ray_address)
-    check_output_path(out_dir, folder=True, inputs=input_paths(spec, data), writes=OUTPUT_FILES)
+    out_dir = out_path(out_given)
+    dataset_folder = data_path(data)
+    check_output_path(
+        out_dir,
+        folder=True,
+        inputs=input_paths(spec, data),
+        writes=OUTPUT_FILES,
+        apart_from=[dataset_folder] if dataset_folder and dataset_folder.is_dir() else [],
+    )
     with exclusive_lock(out_dir):  # before loading a model: a second run stops at once
         baselines_only = baselines_only or model == "none"
         if baselines_only:
@@ -583,15 +602,19 @@ def eval_command(
 @guarded
 def compare_command(
     runs: Annotated[list[Path], typer.Argument(help="Two or more `eval --out` folders.")],
-    out_file: Annotated[
-        Path, typer.Option("--out", "-o", help="The HTML page (statistics go beside it as .json).")
-    ] = Path("compare.html"),
+    out_given: Annotated[
+        str,
+        typer.Option(
+            "--out", "-o", metavar="PATH", help="The HTML page (statistics go beside it as .json)."
+        ),
+    ] = "compare.html",
     seed: SeedOpt = 0,
 ) -> None:
     """Compare runs over the same cases: paired differences, disagreeing cases first."""
     from recprompt._files import check_output_path
     from recprompt.eval.compare import compare_runs
 
+    out_file = out_path(out_given)
     check_output_path(
         out_file, inputs=list(runs), siblings=[out_file.with_suffix(".json")], apart_from=runs
     )
@@ -617,13 +640,15 @@ def _retrieval_options(retriever: str | None, shortlist: int) -> dict[str, Any]:
 @app.command()
 @guarded
 def schema(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("schemas"),
+    out_given: Annotated[
+        str, typer.Option("--out", metavar="PATH", help="Folder to write into.")
+    ] = "schemas",
 ) -> None:
     """Write the spec format's JSON Schema (for editor validation and autocompletion)."""
     from recprompt._files import check_output_path
     from recprompt.spec.schema import write_schema
 
-    check_output_path(out_dir, folder=True)
+    out_dir = check_output_path(out_path(out_given), folder=True)
     out.print(f"wrote {write_schema(out_dir)}")
 
 
@@ -633,7 +658,9 @@ def optimize_command(
     spec: SpecArg,
     data: DataOpt,
     budget: Annotated[int, typer.Option("--budget", help="Most model calls to spend (all).")],
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="Tuned program (.json).")],
+    out_given: Annotated[
+        str, typer.Option("--out", "-o", metavar="PATH", help="Tuned program (.json).")
+    ],
     seed: SeedOpt = 0,
     demo_users: Annotated[int, typer.Option(help="Users whose cases are demos.")] = 30,
     valid_users: Annotated[int, typer.Option(help="Users that score candidates.")] = 20,
@@ -654,7 +681,9 @@ def optimize_command(
     from recprompt.data import load_dataset
     from recprompt.optimize import optimize
 
-    check_output_path(out_file, inputs=input_paths(spec, data), make_parents=True)
+    out_file = check_output_path(
+        out_path(out_given), inputs=input_paths(spec, data), make_parents=True
+    )
     backend = build_backend(
         model, api_base, cache, api_key=api_key, server_kind=server_kind, max_cost=max_cost,
         concurrency=concurrency, rpm=rpm, tpm=tpm,

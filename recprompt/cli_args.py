@@ -17,7 +17,15 @@ from typing import Any
 
 from recprompt.errors import InputError, RecpromptError
 
-__all__ = ["MAX_INPUT_BYTES", "SAMPLERS", "input_paths", "make_protocol", "parse_input"]
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "SAMPLERS",
+    "data_path",
+    "input_paths",
+    "make_protocol",
+    "out_path",
+    "parse_input",
+]
 
 SAMPLERS = ("uniform", "popularity")
 """Negative samplers of :class:`recprompt.data.Protocol` (a test keeps the two in step)."""
@@ -90,6 +98,24 @@ def make_protocol(spec: Any, dataset: Any, **settings: Any) -> Any:
         ) from None
 
 
+def out_path(text: str, flag: str = "--out") -> Path:
+    """An output path given on the command line; an empty one is refused (``Path("")`` would
+    silently mean the current folder)."""
+    if not text:
+        raise InputError(f"{flag} is empty", hint=f"pass {flag} PATH: a file or folder to write")
+    return Path(text)
+
+
+def data_path(data: str) -> Path | None:
+    """Where ``--data`` is read from: the path as given, else the name under $RECPROMPT_DATA."""
+    given = Path(data).expanduser()
+    if given.exists():
+        return given
+    if os.environ.get("RECPROMPT_DATA"):
+        return Path(os.environ["RECPROMPT_DATA"]).expanduser() / data
+    return None
+
+
 def input_paths(spec: str, data: str | None = None) -> list[Path]:
     """Files and folders a command reads: the spec file and the dataset, where they exist."""
     from recprompt.library import resolve_spec_path
@@ -97,10 +123,7 @@ def input_paths(spec: str, data: str | None = None) -> list[Path]:
     paths: list[Path] = []
     with contextlib.suppress(RecpromptError):  # an unknown name fails later, with its message
         paths.append(resolve_spec_path(spec))
-    if data is not None:
-        given = Path(data).expanduser()
-        if given.exists():
-            paths.append(given)
-        elif os.environ.get("RECPROMPT_DATA"):
-            paths.append(Path(os.environ["RECPROMPT_DATA"]).expanduser() / data)
+    found = data_path(data) if data is not None else None
+    if found is not None:
+        paths.append(found)
     return paths

@@ -87,6 +87,42 @@ def test_unwritable_eval_folders_are_clear_errors(cli, ml100k, tmp_path, where):
         assert out.read_text() == "mine\n"
 
 
+EMPTY_OUT = {
+    "eval": ["eval", "p5.rating", "--data", "ml-100k", "--users", "2", "--model", "none"],
+    "dry-run": ["dry-run", "p5.rating", "--data", "ml-100k", "--users", "2"],
+    "schema": ["schema"],
+    "compare": ["compare", "a", "b"],
+    "optimize": ["optimize", "p5.rating", "--data", "ml-100k", "--budget", "1"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(EMPTY_OUT))
+def test_an_empty_out_is_refused_not_the_current_folder(
+    cli, ml100k, tmp_path, monkeypatch, command
+):
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, [*EMPTY_OUT[command], "--out", ""])
+    _clean_failure(result)
+    assert "--out is empty" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["ancestor", "dataset", "inside"])
+def test_eval_never_writes_into_or_around_the_dataset(cli, tmp_path, where):
+    (tmp_path / "collection").mkdir()
+    data = _ml100k_folder(tmp_path / "collection" / "d", 6, "Movie")
+    out = {"ancestor": data.parent, "dataset": data, "inside": data / "run"}[where]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = cli.invoke(
+        app,
+        ["eval", "p5.rating", "--data", str(data), "--users", "2", "--model", "none",
+         "--out", str(out)],
+    )  # fmt: skip
+    _clean_failure(result)
+    assert "which this command reads" in result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
 HOSTILE_INPUTS = {
     "nested 100k": "[" * 100_000 + "]" * 100_000,
     "nested object": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
