@@ -162,7 +162,7 @@ DataOpt = Annotated[
     str, typer.Option("--data", "-d", help="Dataset path, or a name under $RECPROMPT_DATA.")
 ]
 UsersOpt = Annotated[int | None, typer.Option("--users", min=1, help="Users sampled (seeded).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of every random choice (>= 0).")]
 NegativesOpt = Annotated[
     int | None,
     typer.Option("--negatives", min=0, help="Negatives per positive (default: spec)."),

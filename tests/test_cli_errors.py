@@ -19,6 +19,7 @@ BAD_VALUES = {
     "history -1": ["--history", "-1"],
     "limit -1": ["--limit", "-1"],
     "variant nope": ["--variant", "nope"],
+    "seed -1": ["--seed", "-1"],
 }
 
 
@@ -41,6 +42,33 @@ def test_bad_numbers_are_clear_errors(cli, ml100k, tmp_path, case):
     if case not in ("limit -1", "variant nope"):
         out = tmp_path / "run"
         _clean_failure(cli.invoke(app, ["eval", *base, "--out", str(out), *BAD_VALUES[case]]))
+
+
+SEEDED = {
+    "eval": ["eval", "p5.rating", "--data", "ml-100k", "--users", "2", "--model", "none"],
+    "dry-run": ["dry-run", "p5.rating", "--data", "ml-100k", "--users", "2"],
+    "run": ["run", "p5.rating", "-i", '{"user_id": "1", "item_id": "2"}', "--model", "none"],
+    "compare": ["compare", "a", "b"],
+    "optimize": ["optimize", "p5.rating", "--data", "ml-100k", "--budget", "1"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(SEEDED))
+def test_a_negative_seed_is_refused_before_anything_is_written(cli, ml100k, tmp_path, command):
+    out = tmp_path / "out"
+    writes = [] if command == "run" else ["--out", str(out)]
+    result = cli.invoke(app, [*SEEDED[command], "--seed", "-1", *writes])
+    _clean_failure(result)
+    assert "--seed" in result.output and not out.exists()
+
+
+def test_the_protocol_refuses_a_negative_seed():
+    from pydantic import ValidationError
+
+    from recprompt.data import Protocol
+
+    with pytest.raises(ValidationError, match="seed"):
+        Protocol(dataset="ml-100k", seed=-1)
 
 
 def test_unknown_sampler_is_a_clear_error(cli, ml100k, tmp_path):
