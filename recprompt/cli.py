@@ -524,7 +524,9 @@ def eval_command(
             "(bpr, itemknn, popularity; fitted on training data only)."
         ),
     ] = None,
-    shortlist: Annotated[int, typer.Option(help="N, the retriever's shortlist size.")] = 20,
+    shortlist: Annotated[
+        int | None, typer.Option(help="N, the retriever's shortlist size (default: 20).")
+    ] = None,
 ) -> None:
     """Evaluate a program against baselines under a declared protocol; resumes in --out.
 
@@ -533,7 +535,7 @@ def eval_command(
     """
     import recprompt
     from recprompt._files import check_output_path, exclusive_lock
-    from recprompt.eval.evaluate import OUTPUT_FILES, check_engine, evaluate
+    from recprompt.eval.evaluate import OUTPUT_FILES, check_engine, check_plan, evaluate
     from recprompt.eval.executor import check_concurrency
     from recprompt.eval.runner import Limits
 
@@ -552,10 +554,17 @@ def eval_command(
         writes=OUTPUT_FILES,
         apart_from=[dataset_folder] if dataset_folder and dataset_folder.is_dir() else [],
     )
+    # the spec, variant, baselines and retrieval are checked before any folder is made
+    checked = recprompt.load(spec, variant=variant, temperature=temperature, seed=seed)
+    chosen = (
+        None if baselines is None else [b for b in baselines.split(",") if b not in ("", "none")]
+    )
+    retrieval = _retrieval_options(retriever, shortlist)
+    check_plan(checked.spec, chosen, retriever)
     with exclusive_lock(out_dir):  # before loading a model: a second run stops at once
         baselines_only = baselines_only or model == "none"
         if baselines_only:
-            program = recprompt.load(spec, variant=variant, temperature=temperature, seed=seed)
+            program = checked
         else:
             program = load_program(
                 spec, variant, model, api_base, cache, temperature, seed,
@@ -573,12 +582,7 @@ def eval_command(
             sampler=sampler,
             holdout=holdout,
             file_order_is_time=file_order_is_time,
-            **_retrieval_options(retriever, shortlist),
-        )
-        chosen = (
-            None
-            if baselines is None
-            else [b for b in baselines.split(",") if b not in ("", "none")]
+            **retrieval,
         )
         report = evaluate(
             program,
@@ -628,13 +632,21 @@ def compare_command(
     out.print(f"{stats['cases']} cases · {stats['agreement']} · {out_file}", style="dim")
 
 
-def _retrieval_options(retriever: str | None, shortlist: int) -> dict[str, Any]:
+def _retrieval_options(retriever: str | None, shortlist: int | None) -> dict[str, Any]:
     """Protocol fields of retrieve-then-rerank; the retriever's name is checked first."""
     if retriever is None:
+        if shortlist is not None:
+            raise InputError(
+                "--shortlist needs --retriever",
+                hint="add e.g. --retriever bpr, or drop --shortlist",
+            )
         return {}
     from recprompt.data.retrieval import check_retriever
 
-    return {"retriever": check_retriever(retriever), "shortlist": shortlist}
+    return {
+        "retriever": check_retriever(retriever),
+        "shortlist": 20 if shortlist is None else shortlist,
+    }
 
 
 @app.command()

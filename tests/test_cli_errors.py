@@ -151,6 +151,28 @@ def test_eval_never_writes_into_or_around_the_dataset(cli, tmp_path, where):
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--baselines", "bpr"], "bpr cannot predict the ratings of p5.rating"),
+        (["--baselines", "global_mean,popularity,itemknn,random"], "popularity, itemknn, random"),
+        (["--baselines", "nope"], "nope cannot predict"),
+        (["--retriever", "bpr"], "--retriever bpr needs a ranking spec"),
+        (["--retriever", "bpr", "--shortlist", "30"], "needs a ranking spec"),
+        (["--shortlist", "30"], "--shortlist needs --retriever"),
+    ],
+)
+def test_eval_refuses_a_plan_that_does_not_fit_a_rating_spec(cli, ml100k, tmp_path, flags, message):
+    out = tmp_path / "run"
+    args = ["eval", "p5.rating", "--data", "ml-100k", "--users", "2", "--model", "none"]
+    result = cli.invoke(app, [*args, "--out", str(out), *flags])
+    _clean_failure(result)
+    assert message in result.output, result.output
+    assert not out.exists()
+    if "--baselines" in flags:
+        assert "global_mean,user_mean,item_mean" in result.output  # what fits instead
+
+
 HOSTILE_INPUTS = {
     "nested 100k": "[" * 100_000 + "]" * 100_000,
     "nested object": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",

@@ -131,6 +131,14 @@ def test_every_setting_that_makes_a_case_is_compared(tmp_path):
     assert identical.backend.calls == 0  # the same run resumes from its results
 
 
+@pytest.mark.parametrize("baselines", [["bpr"], ["global_mean", "popularity"]])
+def test_ranking_baselines_on_a_rating_spec_are_refused_before_any_folder(tmp_path, baselines):
+    out = tmp_path / "run"
+    with pytest.raises(InputError, match="cannot predict the ratings"):
+        run(rating_program(), small_dataset(), out, baselines=baselines)
+    assert not out.exists()
+
+
 def test_run_json_records_content_fingerprints(tmp_path):
     ds = small_dataset()
     run(rating_program(), ds, tmp_path)
