@@ -395,7 +395,9 @@ def load_program(
     """The program of ``run`` and ``eval``: a spec or tuned program on the chosen backend;
     ``server`` holds api_key, server_kind, max_cost and chat_format."""
     import recprompt
+    from recprompt.compile.program import check_temperature
 
+    check_temperature(temperature)  # before a model is loaded or a server contacted
     backend = build_backend(model, api_base, cache, **options)
     return recprompt.load(
         spec, variant=variant, backend=backend, temperature=temperature, seed=seed

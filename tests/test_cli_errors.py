@@ -173,6 +173,20 @@ def test_eval_refuses_a_plan_that_does_not_fit_a_rating_spec(cli, ml100k, tmp_pa
         assert "global_mean,user_mean,item_mean" in result.output  # what fits instead
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.5"])
+def test_a_temperature_that_is_not_finite_and_non_negative_is_refused(cli, ml100k, tmp_path, value):
+    out = tmp_path / "run"
+    args = ["eval", "p5.rating", "--data", "ml-100k", "--users", "2", "--model", "none"]
+    result = cli.invoke(app, [*args, "--out", str(out), "--temperature", value])
+    _clean_failure(result)
+    assert "temperature must be a finite number >= 0" in result.output
+    assert not out.exists()
+    server = ["--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"]  # never reached
+    ran = cli.invoke(app, ["run", "p5.rating", "-i", "{}", *server, "--temperature", value])
+    _clean_failure(ran)
+    assert "temperature must be a finite number >= 0" in ran.output
+
+
 HOSTILE_INPUTS = {
     "nested 100k": "[" * 100_000 + "]" * 100_000,
     "nested object": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
