@@ -64,11 +64,28 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _check_unicode(text: str, what: str, *, at: bool = True) -> None:
+    """Refuse text that is not valid Unicode: a lone surrogate (an unpaired ``\\ud800``
+    escape, or undecodable bytes of a command-line argument) cannot be printed, rendered
+    into a prompt or sent to a model."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end]
+        where = f" at character {exc.start}" if at else ""
+        raise InputError(
+            f"--input {what} that is not valid Unicode: a lone surrogate {bad!r}{where}",
+            hint="pair \\ud800-\\udfff escapes as in JSON's UTF-16 (or write the character "
+            "itself), and pass UTF-8 text",
+        ) from None
+
+
 def parse_input(text: str) -> dict[str, Any]:
     """``--input`` takes a JSON object, or @path to a JSON file (at most 8 MB)."""
     raw = _read_input_file(text[1:]) if text.startswith("@") else text
     if len(raw) > MAX_INPUT_BYTES:
         raise InputError("--input is larger than 8 MB", hint=_INPUT_HINT)
+    _check_unicode(raw, "is text")
     try:
         value = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:
@@ -77,6 +94,10 @@ def parse_input(text: str) -> dict[str, Any]:
         raise InputError(f"--input is not a valid JSON object: {exc}", hint=_INPUT_HINT) from None
     if not isinstance(value, dict):
         raise InputError("--input must be a JSON object of input names to values", hint=_INPUT_HINT)
+    try:  # \ud800 escapes decode to lone surrogates: every key and string, checked at once
+        _check_unicode(json.dumps(value, ensure_ascii=False), "holds a string", at=False)
+    except RecursionError:
+        raise InputError("--input is nested too deeply", hint=_INPUT_HINT) from None
     return value
 
 

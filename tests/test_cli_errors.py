@@ -196,6 +196,9 @@ HOSTILE_INPUTS = {
     "NaN": '{"user_id": NaN}',
     "dev zero": "@/dev/zero",
     "missing file": "@/no/such/input.json",
+    "lone surrogate": '{"user_id": "\\ud800", "item_id": "2"}',
+    "lone surrogate key": '{"\\udc00": "1", "user_id": "1"}',
+    "undecodable argument": '{"user_id": "\udcff", "item_id": "2"}',
 }
 
 
@@ -204,6 +207,15 @@ def test_hostile_inputs_are_clear_errors(cli, case):
     result = cli.invoke(app, ["render", "p5.rating", "--input", HOSTILE_INPUTS[case]])
     _clean_failure(result)
     assert "--input" in result.output
+
+
+def test_a_batch_line_with_a_lone_surrogate_is_a_clear_error(cli, tmp_path):
+    batch = tmp_path / "cases.jsonl"
+    batch.write_text('{"user_id": "1", "item_id": "2"}\n{"user_id": "\\ud800", "item_id": "2"}\n')
+    server = ["--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"]  # never reached
+    result = cli.invoke(app, ["run", "p5.rating", "--input", f"@{batch}", *server])
+    _clean_failure(result)
+    assert f"{batch}:2" in result.output and "not valid Unicode" in result.output
 
 
 MARKUP = ["[/x]", "[bold red]X", "[link=http://e.vil]click[/link]", ":thumbs_up:"]
