@@ -444,11 +444,17 @@ def run(
 
 def parse_batch(text: str) -> list[dict[str, Any]]:
     """``--input @cases.jsonl``: one JSON object per non-empty line."""
+    from recprompt._files import open_regular
+
     path = Path(text[1:])
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with open_regular(path) as handle:  # a named pipe would wait for a writer forever
+            lines = handle.read().decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}", hint="pass --input @cases.jsonl") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise InputError(
+            f"cannot read {path}: {reason}", hint="pass --input @cases.jsonl"
+        ) from None
     cases = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

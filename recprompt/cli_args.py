@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from recprompt._files import open_regular
 from recprompt.errors import InputError, RecpromptError
 
 __all__ = [
@@ -38,7 +39,7 @@ _INPUT_HINT = 'pass e.g. --input \'{"user_id": "12", "item_id": "55"}\' or --inp
 
 def _read_input_file(name: str) -> str:
     try:
-        with open(name, "rb") as handle:
+        with open_regular(name) as handle:  # a named pipe would wait for a writer forever
             raw = handle.read(MAX_INPUT_BYTES + 1)
     except OSError as exc:
         raise InputError(f"--input @{name}: {exc.strerror or exc}", hint=_INPUT_HINT) from None

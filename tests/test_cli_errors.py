@@ -3,8 +3,12 @@ traceback, and user text (keys, ids, paths, titles) printed literally, never as 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -216,6 +220,62 @@ def test_a_batch_line_with_a_lone_surrogate_is_a_clear_error(cli, tmp_path):
     result = cli.invoke(app, ["run", "p5.rating", "--input", f"@{batch}", *server])
     _clean_failure(result)
     assert f"{batch}:2" in result.output and "not valid Unicode" in result.output
+
+
+@contextlib.contextmanager
+def _fifo(path: Path):
+    """A named pipe; should a reader block on it, a watchdog opens it for writing after 10 s
+    so that the test fails instead of hanging."""
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def unblock() -> None:
+        while not done.wait(10):
+            with contextlib.suppress(OSError):  # ENXIO: nobody is reading
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+    watchdog = threading.Thread(target=unblock, daemon=True)
+    watchdog.start()
+    try:
+        yield path
+    finally:
+        done.set()
+        watchdog.join()
+
+
+FIFO_READS = {
+    "validate spec": ("spec.yaml", lambda f: ["validate", str(f)]),
+    "validate folder": ("spec.yaml", lambda f: ["validate", str(f.parent)]),
+    "render input": ("in.json", lambda f: ["render", "p5.rating", "-i", f"@{f}"]),
+    "tuned program": ("tuned.json", lambda f: ["render", str(f), "-i", "{}"]),
+    "run batch": (
+        "cases.jsonl",
+        lambda f: ["run", "p5.rating", "-i", f"@{f}", "--model", "openai/x",
+                   "--api-base", "http://127.0.0.1:9/v1"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(FIFO_READS))
+def test_a_named_pipe_is_refused_where_a_file_is_read(cli, tmp_path, case):
+    name, args = FIFO_READS[case]
+    with _fifo(tmp_path / name) as fifo:
+        started = time.monotonic()
+        result = cli.invoke(app, args(fifo))
+        assert time.monotonic() - started < 10, "the command waited on the pipe"
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "named pipe (FIFO), not a regular file" in result.output, result.output
+
+
+def test_a_named_pipe_in_a_spec_library_is_skipped_with_a_warning(tmp_path, monkeypatch):
+    from recprompt.library import resolve_spec_path
+
+    monkeypatch.setenv("RECPROMPT_TEMPLATES", str(tmp_path))
+    with _fifo(tmp_path / "pipe.yaml"), pytest.warns(UserWarning, match="named pipe"):
+        started = time.monotonic()
+        assert resolve_spec_path("p5.rating").name == "rating.yaml"
+        assert time.monotonic() - started < 10, "the library lookup waited on the pipe"
 
 
 MARKUP = ["[/x]", "[bold red]X", "[link=http://e.vil]click[/link]", ":thumbs_up:"]
