@@ -701,8 +701,13 @@ def optimize_command(
     from recprompt.data import load_dataset
     from recprompt.optimize import optimize
 
-    out_file = check_output_path(
-        out_path(out_given), inputs=input_paths(spec, data), make_parents=True
+    out_file = out_path(out_given)
+    base = out_file.with_suffix("")
+    check_output_path(
+        out_file,
+        inputs=input_paths(spec, data),
+        siblings=[Path(f"{base}.report.json"), Path(f"{base}.report.md")] if report else [],
+        make_parents=True,
     )
     backend = build_backend(
         model, api_base, cache, api_key=api_key, server_kind=server_kind, max_cost=max_cost,

@@ -381,3 +381,15 @@ def test_optimize_refuses_tuning_or_reporting_on_nobody(
     assert result.exit_code == 2, result.output
     assert flag in result.output and "Traceback" not in result.output
     assert not out_file.exists()
+
+
+def test_optimize_refuses_a_special_report_file_before_any_call(cli, data_root, tmp_path):
+    precious = tmp_path / "precious.md"
+    precious.write_text("precious\n")
+    (tmp_path / "tuned.report.md").symlink_to(precious)
+    args = ["optimize", "p5.rating", "--data", str(data_root / "ml-100k"), "--budget", "10"]
+    server = ["--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"]  # never reached
+    result = cli.invoke(app, [*args, "--out", str(tmp_path / "tuned.json"), *server])
+    _clean_failure(result)
+    assert "tuned.report.md is a symbolic link" in result.output
+    assert precious.read_text() == "precious\n" and not (tmp_path / "tuned.json").exists()
