@@ -568,7 +568,7 @@ def eval_command(
         None if baselines is None else [b for b in baselines.split(",") if b not in ("", "none")]
     )
     retrieval = _retrieval_options(retriever, shortlist)
-    check_plan(checked.spec, chosen, retriever)
+    check_plan(checked.spec, chosen, retriever, retrieval.get("shortlist"))
     with exclusive_lock(out_dir):  # before loading a model: a second run stops at once
         baselines_only = baselines_only or model == "none"
         if baselines_only:

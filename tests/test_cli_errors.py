@@ -191,6 +191,22 @@ def test_a_temperature_that_is_not_finite_and_non_negative_is_refused(cli, ml100
     assert "temperature must be a finite number >= 0" in ran.output
 
 
+def test_a_shortlist_shorter_than_k_is_refused_before_a_model_is_built(
+    cli, ml100k, tmp_path, monkeypatch
+):
+    import recprompt.backends
+
+    def no_model(*_a, **_k):
+        raise AssertionError("a plan that cannot run must not build a model")
+
+    monkeypatch.setattr(recprompt.backends, "get_backend", no_model)
+    out = tmp_path / "run"
+    args = ["eval", "rank.letters", "--data", "ml-100k", "--users", "3", "--out", str(out)]
+    result = cli.invoke(app, [*args, "--retriever", "bpr", "--shortlist", "5"])
+    _clean_failure(result)
+    assert "shortlist has 5 candidates" in result.output and not out.exists()
+
+
 HOSTILE_INPUTS = {
     "nested 100k": "[" * 100_000 + "]" * 100_000,
     "nested object": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",

@@ -22,7 +22,7 @@ from recprompt.data import Dataset, Protocol
 from recprompt.environment import numeric_environment
 from recprompt.errors import InputError
 from recprompt.eval import signal
-from recprompt.eval.cases import Case, _is_ranking
+from recprompt.eval.cases import Case, _is_ranking, _top_k
 from recprompt.eval.checks import check_candidates, user_counts
 from recprompt.eval.html import write_case_files
 from recprompt.eval.identity import cases_fingerprint, dataset_fingerprint, model_identity
@@ -154,12 +154,15 @@ def check_engine(engine: str, ray_address: str | None, ray_actors: int = 2) -> N
         raise InputError(f"--ray-actors must be a positive integer, got {ray_actors!r}")
 
 
-def check_plan(spec: Spec, baselines: list[str] | None, retriever: str | None) -> None:
+def check_plan(
+    spec: Spec, baselines: list[str] | None, retriever: str | None, shortlist: int | None = None
+) -> None:
     """Refuse, before any folder is made, baselines or a retriever that cannot fit ``spec``.
 
     Ranking specs take every baseline (the means rank by predicted rating); rating specs
-    only those that predict a rating; retrieve-then-rerank only fits ranking specs. (Text
-    specs name their own baselines, checked where they are built.)
+    only those that predict a rating; retrieve-then-rerank only fits ranking specs, with a
+    shortlist of at least the K they rank. (Text specs name their own baselines, checked
+    where they are built.)
     """
     from recprompt.baselines import BASELINES
 
@@ -170,6 +173,10 @@ def check_plan(spec: Spec, baselines: list[str] | None, retriever: str | None) -
             f"{spec.output.type} spec: it has no candidates to shortlist",
             hint="drop --retriever and --shortlist, or evaluate a ranking spec",
         )
+    if retriever is not None and shortlist is not None:
+        from recprompt.data.retrieval import check_shortlist
+
+        check_shortlist(shortlist, _top_k(spec), f"spec {spec.name!r}")
     rating = isinstance(spec.output, RatingOutput)
     if not baselines or not (ranking or rating):
         return
@@ -288,7 +295,7 @@ def evaluate(
     out = Path(out)
     check_concurrency(concurrency)
     check_engine(engine, ray_address, ray_actors)
-    check_plan(program.spec, baselines, protocol.retriever)
+    check_plan(program.spec, baselines, protocol.retriever, protocol.shortlist)
     execution = Execution(concurrency=concurrency)
     if engine == "ray" and not baselines_only:
         from recprompt.eval.ray_engine import connect
