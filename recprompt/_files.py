@@ -11,8 +11,10 @@ guarded by an exclusive lock, held for the whole run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -24,7 +26,10 @@ from recprompt.errors import InputError
 __all__ = [
     "atomic_writer",
     "check_output_path",
+    "check_replaceable",
     "exclusive_lock",
+    "open_regular",
+    "special_kind",
     "write_bytes_atomic",
     "write_text_atomic",
 ]
@@ -43,15 +48,80 @@ def _umask() -> int:
 
 _MODE = 0o666 & ~_umask()
 
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str | None:
+    """None for a regular file, else what the file is, in words."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((words for test, words in _KINDS if test(mode)), "not a regular file")
+
+
+def special_kind(path: str | Path, *, follow: bool = True) -> str | None:
+    """What ``path`` is when it exists and is not a regular file (``"a named pipe (FIFO)"``);
+    None for a regular file or a missing path. ``follow=False`` counts a symlink as special."""
+    try:
+        info = os.stat(path) if follow else os.lstat(path)
+    except (OSError, ValueError):  # missing, unreadable, or a NUL in the name: not our call
+        return None
+    return _kind(info.st_mode)
+
+
+def open_regular(path: str | Path) -> IO[bytes]:
+    """Open ``path`` for reading in binary, refusing anything but a regular file.
+
+    Opening a named pipe would wait for a writer forever, and a device may never end: the
+    file is opened without blocking and checked on its descriptor (no race with a rename).
+    A refusal is an :class:`OSError` whose ``strerror`` says what the file is, so callers'
+    existing "cannot read" handling reports it.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        kind = _kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise OSError(errno.EINVAL, f"it is {kind}, not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_replaceable(path: str | Path, *, flag: str | None = None) -> None:
+    """Refuse an existing ``path`` that is not a regular file (a symlink included).
+
+    Outputs are replaced whole by a rename, which would put a plain file in place of a
+    symlink (not writing through it), a named pipe or a device such as ``/dev/stdout``.
+    """
+    kind = special_kind(path, follow=False)
+    if kind is None:
+        return
+    what = f"{flag} {path}" if flag else str(path)
+    raise InputError(
+        f"{what} is {kind}, not a regular file: recprompt replaces its output files whole "
+        "and would replace it",
+        hint="pass the path of a regular file, or of one that does not exist yet",
+    )
+
 
 @contextlib.contextmanager
 def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """A handle on a fresh temporary sibling of ``path``; renamed over ``path`` on success.
 
     If the block raises (or the process dies), ``path`` is untouched and the temporary file is
-    removed (or, after a kill, left as a hidden ``.NAME.*.tmp`` that nothing reads).
+    removed (or, after a kill, left as a hidden ``.NAME.*.tmp`` that nothing reads). An
+    existing ``path`` that is not a regular file is refused before anything is written.
     """
     path = Path(path)
+    check_replaceable(path)
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
@@ -96,6 +166,32 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+def _real(path: str | Path) -> Path:
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def _check_apart(
+    path: Path, targets: list[Path], trees: Iterable[str | Path], *, folder: bool, flag: str
+) -> None:
+    """Refuse outputs inside a folder the command reads, or (``folder``) around one."""
+    hint = f"pass an {flag} outside it"
+    for given in trees:
+        tree = _real(given)
+        for target in targets:
+            if _real(target).is_relative_to(tree):
+                raise InputError(
+                    f"{flag} {target} lies inside {given}, which this command reads; "
+                    "its files must not be overwritten or mixed with outputs",
+                    hint=hint,
+                )
+        if folder and tree.is_relative_to(_real(path)):
+            raise InputError(
+                f"{flag} {path} contains {given}, which this command reads: "
+                "outputs must not be written among its data",
+                hint=hint,
+            )
+
+
 def check_output_path(
     path: Path,
     *,
@@ -103,6 +199,8 @@ def check_output_path(
     folder: bool = False,
     inputs: Iterable[str | Path | None] = (),
     writes: Iterable[str] = (),
+    siblings: Iterable[Path] = (),
+    apart_from: Iterable[str | Path] = (),
     make_parents: bool = False,
 ) -> Path:
     """Refuse, before any work, an output path that cannot be written or would destroy input.
@@ -112,6 +210,10 @@ def check_output_path(
     nearest existing ancestor must be a folder). ``inputs`` are the files the
     command reads: writing over one of them (``dry-run SPEC --out SPEC``) is refused, and so
     is a folder output whose ``writes`` (the file names it will write) include an input.
+    ``siblings`` are further files a file output writes beside it (``compare``'s ``.json``).
+    ``apart_from`` are folders the command reads: no output may lie inside one, and a folder
+    output may not contain one either. A file to be written that exists must be a regular
+    file (not a symlink, a named pipe or a device): outputs are replaced whole.
     """
     hint = f"pass another {flag}"
     where = str(path)
@@ -132,7 +234,7 @@ def check_output_path(
                 f"{flag} {where}: the folder {parent} does not exist",
                 hint=f"create it first (mkdir -p {parent}), or {hint}",
             )
-        targets = [path]
+        targets = [path, *siblings]
     for given in inputs:
         if given is None:
             continue
@@ -143,6 +245,9 @@ def check_output_path(
                     f"{flag} {where} would overwrite {source}, which this command reads",
                     hint=hint,
                 )
+    _check_apart(path, targets, apart_from, folder=folder, flag=flag)
+    for target in targets:
+        check_replaceable(target, flag=flag)
     probe = path if folder and path.is_dir() else path.parent
     if probe.exists() and not os.access(probe, os.W_OK):
         raise InputError(f"{flag} {where}: {probe} is not writable", hint=hint)

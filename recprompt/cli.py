@@ -21,7 +21,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from recprompt.cli_args import SAMPLERS, input_paths, make_protocol, parse_input
+from recprompt.cli_args import (
+    SAMPLERS,
+    data_path,
+    input_paths,
+    make_protocol,
+    out_path,
+    parse_input,
+)
 from recprompt.errors import InputError, RecpromptError
 
 app = typer.Typer(
@@ -155,7 +162,7 @@ DataOpt = Annotated[
     str, typer.Option("--data", "-d", help="Dataset path, or a name under $RECPROMPT_DATA.")
 ]
 UsersOpt = Annotated[int | None, typer.Option("--users", min=1, help="Users sampled (seeded).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of every random choice (>= 0).")]
 NegativesOpt = Annotated[
     int | None,
     typer.Option("--negatives", min=0, help="Negatives per positive (default: spec)."),
@@ -216,7 +223,8 @@ def dry_run_command(
     item_noun: ItemNounOpt = None,
     show: Annotated[int, typer.Option("--show", min=0, help="Print the first N prompts.")] = 1,
     prompts_out: Annotated[
-        Path | None, typer.Option("--out", help="Write every rendered prompt as JSON lines.")
+        str | None,
+        typer.Option("--out", metavar="PATH", help="Write every rendered prompt as JSON lines."),
     ] = None,
     model: Annotated[
         str | None,
@@ -233,8 +241,9 @@ def dry_run_command(
     from recprompt._files import atomic_writer, check_output_path
     from recprompt.eval.dryrun import dry_run
 
+    sink_path = None
     if prompts_out is not None:
-        check_output_path(prompts_out, inputs=input_paths(spec, data))
+        sink_path = check_output_path(out_path(prompts_out), inputs=input_paths(spec, data))
     program = recprompt.load(spec)
     dataset = load_data(data, program.spec, item_noun, holdout)
     protocol = make_protocol(
@@ -249,7 +258,7 @@ def dry_run_command(
     )
     result, rendered = dry_run(program, dataset, protocol, limit=limit, variant=variant)
     with contextlib.ExitStack() as stack:
-        sink = stack.enter_context(atomic_writer(prompts_out)) if prompts_out else None
+        sink = stack.enter_context(atomic_writer(sink_path)) if sink_path else None
         for n, (case, prompt) in enumerate(rendered):
             if n < show:
                 for name, row in result.stages.items() if n == 0 else ():
@@ -386,7 +395,9 @@ def load_program(
     """The program of ``run`` and ``eval``: a spec or tuned program on the chosen backend;
     ``server`` holds api_key, server_kind, max_cost and chat_format."""
     import recprompt
+    from recprompt.compile.program import check_temperature
 
+    check_temperature(temperature)  # before a model is loaded or a server contacted
     backend = build_backend(model, api_base, cache, **options)
     return recprompt.load(
         spec, variant=variant, backend=backend, temperature=temperature, seed=seed
@@ -433,11 +444,17 @@ def run(
 
 def parse_batch(text: str) -> list[dict[str, Any]]:
     """``--input @cases.jsonl``: one JSON object per non-empty line."""
+    from recprompt._files import open_regular
+
     path = Path(text[1:])
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with open_regular(path) as handle:  # a named pipe would wait for a writer forever
+            lines = handle.read().decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}", hint="pass --input @cases.jsonl") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise InputError(
+            f"cannot read {path}: {reason}", hint="pass --input @cases.jsonl"
+        ) from None
     cases = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -457,7 +474,9 @@ def parse_batch(text: str) -> list[dict[str, Any]]:
 def eval_command(
     spec: SpecArg,
     data: DataOpt,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Results folder (resumable).")],
+    out_given: Annotated[
+        str, typer.Option("--out", "-o", metavar="PATH", help="Results folder (resumable).")
+    ],
     users: UsersOpt = None,
     seed: SeedOpt = 0,
     negatives: NegativesOpt = None,
@@ -513,7 +532,9 @@ def eval_command(
             "(bpr, itemknn, popularity; fitted on training data only)."
         ),
     ] = None,
-    shortlist: Annotated[int, typer.Option(help="N, the retriever's shortlist size.")] = 20,
+    shortlist: Annotated[
+        int | None, typer.Option(help="N, the retriever's shortlist size (default: 20).")
+    ] = None,
 ) -> None:
     """Evaluate a program against baselines under a declared protocol; resumes in --out.
 
@@ -522,7 +543,7 @@ def eval_command(
     """
     import recprompt
     from recprompt._files import check_output_path, exclusive_lock
-    from recprompt.eval.evaluate import OUTPUT_FILES, check_engine, evaluate
+    from recprompt.eval.evaluate import OUTPUT_FILES, check_engine, check_plan, evaluate
     from recprompt.eval.executor import check_concurrency
     from recprompt.eval.runner import Limits
 
@@ -532,11 +553,26 @@ def eval_command(
         from recprompt.eval.ray_engine import connect
 
         connect(ray_address)
-    check_output_path(out_dir, folder=True, inputs=input_paths(spec, data), writes=OUTPUT_FILES)
+    out_dir = out_path(out_given)
+    dataset_folder = data_path(data)
+    check_output_path(
+        out_dir,
+        folder=True,
+        inputs=input_paths(spec, data),
+        writes=OUTPUT_FILES,
+        apart_from=[dataset_folder] if dataset_folder and dataset_folder.is_dir() else [],
+    )
+    # the spec, variant, baselines and retrieval are checked before any folder is made
+    checked = recprompt.load(spec, variant=variant, temperature=temperature, seed=seed)
+    chosen = (
+        None if baselines is None else [b for b in baselines.split(",") if b not in ("", "none")]
+    )
+    retrieval = _retrieval_options(retriever, shortlist)
+    check_plan(checked.spec, chosen, retriever, retrieval.get("shortlist"))
     with exclusive_lock(out_dir):  # before loading a model: a second run stops at once
         baselines_only = baselines_only or model == "none"
         if baselines_only:
-            program = recprompt.load(spec, variant=variant, temperature=temperature, seed=seed)
+            program = checked
         else:
             program = load_program(
                 spec, variant, model, api_base, cache, temperature, seed,
@@ -554,12 +590,7 @@ def eval_command(
             sampler=sampler,
             holdout=holdout,
             file_order_is_time=file_order_is_time,
-            **_retrieval_options(retriever, shortlist),
-        )
-        chosen = (
-            None
-            if baselines is None
-            else [b for b in baselines.split(",") if b not in ("", "none")]
+            **retrieval,
         )
         report = evaluate(
             program,
@@ -583,16 +614,22 @@ def eval_command(
 @guarded
 def compare_command(
     runs: Annotated[list[Path], typer.Argument(help="Two or more `eval --out` folders.")],
-    out_file: Annotated[
-        Path, typer.Option("--out", "-o", help="The HTML page (statistics go beside it as .json).")
-    ] = Path("compare.html"),
+    out_given: Annotated[
+        str,
+        typer.Option(
+            "--out", "-o", metavar="PATH", help="The HTML page (statistics go beside it as .json)."
+        ),
+    ] = "compare.html",
     seed: SeedOpt = 0,
 ) -> None:
     """Compare runs over the same cases: paired differences, disagreeing cases first."""
     from recprompt._files import check_output_path
     from recprompt.eval.compare import compare_runs
 
-    check_output_path(out_file, inputs=list(runs))
+    out_file = out_path(out_given)
+    check_output_path(
+        out_file, inputs=list(runs), siblings=[out_file.with_suffix(".json")], apart_from=runs
+    )
     stats = compare_runs(runs, out_file, seed=seed)
     for name, rows in stats["paired"].items():
         for metric, d in rows.items():
@@ -603,25 +640,35 @@ def compare_command(
     out.print(f"{stats['cases']} cases · {stats['agreement']} · {out_file}", style="dim")
 
 
-def _retrieval_options(retriever: str | None, shortlist: int) -> dict[str, Any]:
+def _retrieval_options(retriever: str | None, shortlist: int | None) -> dict[str, Any]:
     """Protocol fields of retrieve-then-rerank; the retriever's name is checked first."""
     if retriever is None:
+        if shortlist is not None:
+            raise InputError(
+                "--shortlist needs --retriever",
+                hint="add e.g. --retriever bpr, or drop --shortlist",
+            )
         return {}
     from recprompt.data.retrieval import check_retriever
 
-    return {"retriever": check_retriever(retriever), "shortlist": shortlist}
+    return {
+        "retriever": check_retriever(retriever),
+        "shortlist": 20 if shortlist is None else shortlist,
+    }
 
 
 @app.command()
 @guarded
 def schema(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("schemas"),
+    out_given: Annotated[
+        str, typer.Option("--out", metavar="PATH", help="Folder to write into.")
+    ] = "schemas",
 ) -> None:
     """Write the spec format's JSON Schema (for editor validation and autocompletion)."""
     from recprompt._files import check_output_path
     from recprompt.spec.schema import write_schema
 
-    check_output_path(out_dir, folder=True)
+    out_dir = check_output_path(out_path(out_given), folder=True)
     out.print(f"wrote {write_schema(out_dir)}")
 
 
@@ -631,7 +678,9 @@ def optimize_command(
     spec: SpecArg,
     data: DataOpt,
     budget: Annotated[int, typer.Option("--budget", help="Most model calls to spend (all).")],
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="Tuned program (.json).")],
+    out_given: Annotated[
+        str, typer.Option("--out", "-o", metavar="PATH", help="Tuned program (.json).")
+    ],
     seed: SeedOpt = 0,
     demo_users: Annotated[int, typer.Option(help="Users whose cases are demos.")] = 30,
     valid_users: Annotated[int, typer.Option(help="Users that score candidates.")] = 20,
@@ -652,7 +701,14 @@ def optimize_command(
     from recprompt.data import load_dataset
     from recprompt.optimize import optimize
 
-    check_output_path(out_file, inputs=input_paths(spec, data), make_parents=True)
+    out_file = out_path(out_given)
+    base = out_file.with_suffix("")
+    check_output_path(
+        out_file,
+        inputs=input_paths(spec, data),
+        siblings=[Path(f"{base}.report.json"), Path(f"{base}.report.md")] if report else [],
+        make_parents=True,
+    )
     backend = build_backend(
         model, api_base, cache, api_key=api_key, server_kind=server_kind, max_cost=max_cost,
         concurrency=concurrency, rpm=rpm, tpm=tpm,

@@ -15,9 +15,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from recprompt._files import open_regular
 from recprompt.errors import InputError, RecpromptError
 
-__all__ = ["MAX_INPUT_BYTES", "SAMPLERS", "input_paths", "make_protocol", "parse_input"]
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "SAMPLERS",
+    "data_path",
+    "input_paths",
+    "make_protocol",
+    "out_path",
+    "parse_input",
+]
 
 SAMPLERS = ("uniform", "popularity")
 """Negative samplers of :class:`recprompt.data.Protocol` (a test keeps the two in step)."""
@@ -30,7 +39,7 @@ _INPUT_HINT = 'pass e.g. --input \'{"user_id": "12", "item_id": "55"}\' or --inp
 
 def _read_input_file(name: str) -> str:
     try:
-        with open(name, "rb") as handle:
+        with open_regular(name) as handle:  # a named pipe would wait for a writer forever
             raw = handle.read(MAX_INPUT_BYTES + 1)
     except OSError as exc:
         raise InputError(f"--input @{name}: {exc.strerror or exc}", hint=_INPUT_HINT) from None
@@ -56,11 +65,28 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _check_unicode(text: str, what: str, *, at: bool = True) -> None:
+    """Refuse text that is not valid Unicode: a lone surrogate (an unpaired ``\\ud800``
+    escape, or undecodable bytes of a command-line argument) cannot be printed, rendered
+    into a prompt or sent to a model."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end]
+        where = f" at character {exc.start}" if at else ""
+        raise InputError(
+            f"--input {what} that is not valid Unicode: a lone surrogate {bad!r}{where}",
+            hint="pair \\ud800-\\udfff escapes as in JSON's UTF-16 (or write the character "
+            "itself), and pass UTF-8 text",
+        ) from None
+
+
 def parse_input(text: str) -> dict[str, Any]:
     """``--input`` takes a JSON object, or @path to a JSON file (at most 8 MB)."""
     raw = _read_input_file(text[1:]) if text.startswith("@") else text
     if len(raw) > MAX_INPUT_BYTES:
         raise InputError("--input is larger than 8 MB", hint=_INPUT_HINT)
+    _check_unicode(raw, "is text")
     try:
         value = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:
@@ -69,6 +95,10 @@ def parse_input(text: str) -> dict[str, Any]:
         raise InputError(f"--input is not a valid JSON object: {exc}", hint=_INPUT_HINT) from None
     if not isinstance(value, dict):
         raise InputError("--input must be a JSON object of input names to values", hint=_INPUT_HINT)
+    try:  # \ud800 escapes decode to lone surrogates: every key and string, checked at once
+        _check_unicode(json.dumps(value, ensure_ascii=False), "holds a string", at=False)
+    except RecursionError:
+        raise InputError("--input is nested too deeply", hint=_INPUT_HINT) from None
     return value
 
 
@@ -90,6 +120,24 @@ def make_protocol(spec: Any, dataset: Any, **settings: Any) -> Any:
         ) from None
 
 
+def out_path(text: str, flag: str = "--out") -> Path:
+    """An output path given on the command line; an empty one is refused (``Path("")`` would
+    silently mean the current folder)."""
+    if not text:
+        raise InputError(f"{flag} is empty", hint=f"pass {flag} PATH: a file or folder to write")
+    return Path(text)
+
+
+def data_path(data: str) -> Path | None:
+    """Where ``--data`` is read from: the path as given, else the name under $RECPROMPT_DATA."""
+    given = Path(data).expanduser()
+    if given.exists():
+        return given
+    if os.environ.get("RECPROMPT_DATA"):
+        return Path(os.environ["RECPROMPT_DATA"]).expanduser() / data
+    return None
+
+
 def input_paths(spec: str, data: str | None = None) -> list[Path]:
     """Files and folders a command reads: the spec file and the dataset, where they exist."""
     from recprompt.library import resolve_spec_path
@@ -97,10 +145,7 @@ def input_paths(spec: str, data: str | None = None) -> list[Path]:
     paths: list[Path] = []
     with contextlib.suppress(RecpromptError):  # an unknown name fails later, with its message
         paths.append(resolve_spec_path(spec))
-    if data is not None:
-        given = Path(data).expanduser()
-        if given.exists():
-            paths.append(given)
-        elif os.environ.get("RECPROMPT_DATA"):
-            paths.append(Path(os.environ["RECPROMPT_DATA"]).expanduser() / data)
+    found = data_path(data) if data is not None else None
+    if found is not None:
+        paths.append(found)
     return paths

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from recprompt._files import open_regular
 from recprompt.errors import SpecError
 from recprompt.spec.yamlsafe import MAX_SPEC_BYTES
 
@@ -40,7 +41,8 @@ def _spec_name(path: Path) -> str | bool | None:
     try:
         if path.stat().st_size > MAX_SPEC_BYTES:
             raise ValueError(f"larger than {MAX_SPEC_BYTES:,} bytes")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with open_regular(path) as handle:  # a named pipe in a library would block a lookup
+            data = yaml.safe_load(handle.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError, RecursionError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         warnings.warn(f"spec library: skipping {path}: {reason}", stacklevel=3)

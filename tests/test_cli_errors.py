@@ -3,8 +3,12 @@ traceback, and user text (keys, ids, paths, titles) printed literally, never as 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ BAD_VALUES = {
     "history -1": ["--history", "-1"],
     "limit -1": ["--limit", "-1"],
     "variant nope": ["--variant", "nope"],
+    "seed -1": ["--seed", "-1"],
 }
 
 
@@ -41,6 +46,33 @@ def test_bad_numbers_are_clear_errors(cli, ml100k, tmp_path, case):
     if case not in ("limit -1", "variant nope"):
         out = tmp_path / "run"
         _clean_failure(cli.invoke(app, ["eval", *base, "--out", str(out), *BAD_VALUES[case]]))
+
+
+SEEDED = {
+    "eval": ["eval", "p5.rating", "--data", "ml-100k", "--users", "2", "--model", "none"],
+    "dry-run": ["dry-run", "p5.rating", "--data", "ml-100k", "--users", "2"],
+    "run": ["run", "p5.rating", "-i", '{"user_id": "1", "item_id": "2"}', "--model", "none"],
+    "compare": ["compare", "a", "b"],
+    "optimize": ["optimize", "p5.rating", "--data", "ml-100k", "--budget", "1"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(SEEDED))
+def test_a_negative_seed_is_refused_before_anything_is_written(cli, ml100k, tmp_path, command):
+    out = tmp_path / "out"
+    writes = [] if command == "run" else ["--out", str(out)]
+    result = cli.invoke(app, [*SEEDED[command], "--seed", "-1", *writes])
+    _clean_failure(result)
+    assert "--seed" in result.output and not out.exists()
+
+
+def test_the_protocol_refuses_a_negative_seed():
+    from pydantic import ValidationError
+
+    from recprompt.data import Protocol
+
+    with pytest.raises(ValidationError, match="seed"):
+        Protocol(dataset="ml-100k", seed=-1)
 
 
 def test_unknown_sampler_is_a_clear_error(cli, ml100k, tmp_path):
@@ -87,6 +119,94 @@ def test_unwritable_eval_folders_are_clear_errors(cli, ml100k, tmp_path, where):
         assert out.read_text() == "mine\n"
 
 
+EMPTY_OUT = {
+    "eval": ["eval", "p5.rating", "--data", "ml-100k", "--users", "2", "--model", "none"],
+    "dry-run": ["dry-run", "p5.rating", "--data", "ml-100k", "--users", "2"],
+    "schema": ["schema"],
+    "compare": ["compare", "a", "b"],
+    "optimize": ["optimize", "p5.rating", "--data", "ml-100k", "--budget", "1"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(EMPTY_OUT))
+def test_an_empty_out_is_refused_not_the_current_folder(
+    cli, ml100k, tmp_path, monkeypatch, command
+):
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, [*EMPTY_OUT[command], "--out", ""])
+    _clean_failure(result)
+    assert "--out is empty" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["ancestor", "dataset", "inside"])
+def test_eval_never_writes_into_or_around_the_dataset(cli, tmp_path, where):
+    (tmp_path / "collection").mkdir()
+    data = _ml100k_folder(tmp_path / "collection" / "d", 6, "Movie")
+    out = {"ancestor": data.parent, "dataset": data, "inside": data / "run"}[where]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = cli.invoke(
+        app,
+        ["eval", "p5.rating", "--data", str(data), "--users", "2", "--model", "none",
+         "--out", str(out)],
+    )  # fmt: skip
+    _clean_failure(result)
+    assert "which this command reads" in result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--baselines", "bpr"], "bpr cannot predict the ratings of p5.rating"),
+        (["--baselines", "global_mean,popularity,itemknn,random"], "popularity, itemknn, random"),
+        (["--baselines", "nope"], "nope cannot predict"),
+        (["--retriever", "bpr"], "--retriever bpr needs a ranking spec"),
+        (["--retriever", "bpr", "--shortlist", "30"], "needs a ranking spec"),
+        (["--shortlist", "30"], "--shortlist needs --retriever"),
+    ],
+)
+def test_eval_refuses_a_plan_that_does_not_fit_a_rating_spec(cli, ml100k, tmp_path, flags, message):
+    out = tmp_path / "run"
+    args = ["eval", "p5.rating", "--data", "ml-100k", "--users", "2", "--model", "none"]
+    result = cli.invoke(app, [*args, "--out", str(out), *flags])
+    _clean_failure(result)
+    assert message in result.output, result.output
+    assert not out.exists()
+    if "--baselines" in flags:
+        assert "global_mean,user_mean,item_mean" in result.output  # what fits instead
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.5"])
+def test_a_temperature_that_is_not_finite_and_non_negative_is_refused(cli, ml100k, tmp_path, value):
+    out = tmp_path / "run"
+    args = ["eval", "p5.rating", "--data", "ml-100k", "--users", "2", "--model", "none"]
+    result = cli.invoke(app, [*args, "--out", str(out), "--temperature", value])
+    _clean_failure(result)
+    assert "temperature must be a finite number >= 0" in result.output
+    assert not out.exists()
+    server = ["--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"]  # never reached
+    ran = cli.invoke(app, ["run", "p5.rating", "-i", "{}", *server, "--temperature", value])
+    _clean_failure(ran)
+    assert "temperature must be a finite number >= 0" in ran.output
+
+
+def test_a_shortlist_shorter_than_k_is_refused_before_a_model_is_built(
+    cli, ml100k, tmp_path, monkeypatch
+):
+    import recprompt.backends
+
+    def no_model(*_a, **_k):
+        raise AssertionError("a plan that cannot run must not build a model")
+
+    monkeypatch.setattr(recprompt.backends, "get_backend", no_model)
+    out = tmp_path / "run"
+    args = ["eval", "rank.letters", "--data", "ml-100k", "--users", "3", "--out", str(out)]
+    result = cli.invoke(app, [*args, "--retriever", "bpr", "--shortlist", "5"])
+    _clean_failure(result)
+    assert "shortlist has 5 candidates" in result.output and not out.exists()
+
+
 HOSTILE_INPUTS = {
     "nested 100k": "[" * 100_000 + "]" * 100_000,
     "nested object": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
@@ -96,6 +216,9 @@ HOSTILE_INPUTS = {
     "NaN": '{"user_id": NaN}',
     "dev zero": "@/dev/zero",
     "missing file": "@/no/such/input.json",
+    "lone surrogate": '{"user_id": "\\ud800", "item_id": "2"}',
+    "lone surrogate key": '{"\\udc00": "1", "user_id": "1"}',
+    "undecodable argument": '{"user_id": "\udcff", "item_id": "2"}',
 }
 
 
@@ -104,6 +227,71 @@ def test_hostile_inputs_are_clear_errors(cli, case):
     result = cli.invoke(app, ["render", "p5.rating", "--input", HOSTILE_INPUTS[case]])
     _clean_failure(result)
     assert "--input" in result.output
+
+
+def test_a_batch_line_with_a_lone_surrogate_is_a_clear_error(cli, tmp_path):
+    batch = tmp_path / "cases.jsonl"
+    batch.write_text('{"user_id": "1", "item_id": "2"}\n{"user_id": "\\ud800", "item_id": "2"}\n')
+    server = ["--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"]  # never reached
+    result = cli.invoke(app, ["run", "p5.rating", "--input", f"@{batch}", *server])
+    _clean_failure(result)
+    assert f"{batch}:2" in result.output and "not valid Unicode" in result.output
+
+
+@contextlib.contextmanager
+def _fifo(path: Path):
+    """A named pipe; should a reader block on it, a watchdog opens it for writing after 10 s
+    so that the test fails instead of hanging."""
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def unblock() -> None:
+        while not done.wait(10):
+            with contextlib.suppress(OSError):  # ENXIO: nobody is reading
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+    watchdog = threading.Thread(target=unblock, daemon=True)
+    watchdog.start()
+    try:
+        yield path
+    finally:
+        done.set()
+        watchdog.join()
+
+
+FIFO_READS = {
+    "validate spec": ("spec.yaml", lambda f: ["validate", str(f)]),
+    "validate folder": ("spec.yaml", lambda f: ["validate", str(f.parent)]),
+    "render input": ("in.json", lambda f: ["render", "p5.rating", "-i", f"@{f}"]),
+    "tuned program": ("tuned.json", lambda f: ["render", str(f), "-i", "{}"]),
+    "run batch": (
+        "cases.jsonl",
+        lambda f: ["run", "p5.rating", "-i", f"@{f}", "--model", "openai/x",
+                   "--api-base", "http://127.0.0.1:9/v1"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(FIFO_READS))
+def test_a_named_pipe_is_refused_where_a_file_is_read(cli, tmp_path, case):
+    name, args = FIFO_READS[case]
+    with _fifo(tmp_path / name) as fifo:
+        started = time.monotonic()
+        result = cli.invoke(app, args(fifo))
+        assert time.monotonic() - started < 10, "the command waited on the pipe"
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "named pipe (FIFO), not a regular file" in result.output, result.output
+
+
+def test_a_named_pipe_in_a_spec_library_is_skipped_with_a_warning(tmp_path, monkeypatch):
+    from recprompt.library import resolve_spec_path
+
+    monkeypatch.setenv("RECPROMPT_TEMPLATES", str(tmp_path))
+    with _fifo(tmp_path / "pipe.yaml"), pytest.warns(UserWarning, match="named pipe"):
+        started = time.monotonic()
+        assert resolve_spec_path("p5.rating").name == "rating.yaml"
+        assert time.monotonic() - started < 10, "the library lookup waited on the pipe"
 
 
 MARKUP = ["[/x]", "[bold red]X", "[link=http://e.vil]click[/link]", ":thumbs_up:"]
@@ -209,3 +397,15 @@ def test_optimize_refuses_tuning_or_reporting_on_nobody(
     assert result.exit_code == 2, result.output
     assert flag in result.output and "Traceback" not in result.output
     assert not out_file.exists()
+
+
+def test_optimize_refuses_a_special_report_file_before_any_call(cli, data_root, tmp_path):
+    precious = tmp_path / "precious.md"
+    precious.write_text("precious\n")
+    (tmp_path / "tuned.report.md").symlink_to(precious)
+    args = ["optimize", "p5.rating", "--data", str(data_root / "ml-100k"), "--budget", "10"]
+    server = ["--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"]  # never reached
+    result = cli.invoke(app, [*args, "--out", str(tmp_path / "tuned.json"), *server])
+    _clean_failure(result)
+    assert "tuned.report.md is a symbolic link" in result.output
+    assert precious.read_text() == "precious\n" and not (tmp_path / "tuned.json").exists()

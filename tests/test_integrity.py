@@ -131,6 +131,14 @@ def test_every_setting_that_makes_a_case_is_compared(tmp_path):
     assert identical.backend.calls == 0  # the same run resumes from its results
 
 
+@pytest.mark.parametrize("baselines", [["bpr"], ["global_mean", "popularity"]])
+def test_ranking_baselines_on_a_rating_spec_are_refused_before_any_folder(tmp_path, baselines):
+    out = tmp_path / "run"
+    with pytest.raises(InputError, match="cannot predict the ratings"):
+        run(rating_program(), small_dataset(), out, baselines=baselines)
+    assert not out.exists()
+
+
 def test_run_json_records_content_fingerprints(tmp_path):
     ds = small_dataset()
     run(rating_program(), ds, tmp_path)
@@ -194,6 +202,49 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, cli, data_root, monkeyp
     data = data_root / "ml-100k"
     result = cli.invoke(app, ["eval", "p5.rating", "--data", str(data), "--out", str(data)])
     assert result.exit_code == 2 and "which this command reads" in result.output
+
+
+def _special_files(tmp_path: Path) -> dict[str, Path]:
+    """A symlink to a precious file, and a named pipe: outputs that must never be replaced."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(precious)
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    return {"symlink": link, "fifo": fifo}
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_the_atomic_writer_never_replaces_a_special_file(tmp_path, kind):
+    from recprompt._files import check_replaceable, write_text_atomic
+
+    target = _special_files(tmp_path)[kind]
+    before = os.lstat(target)
+    with pytest.raises(InputError, match="not a regular file"):
+        write_text_atomic(target, "new\n")
+    after = os.lstat(target)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert (tmp_path / "precious.txt").read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    with pytest.raises(InputError, match="a character device"):
+        check_replaceable("/dev/null")  # checked only: the writer must never be tried on it
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_dry_run_refuses_a_special_out_file_up_front(tmp_path, cli, data_root, monkeypatch, kind):
+    from recprompt.cli import app
+
+    monkeypatch.setenv("RECPROMPT_DATA", str(data_root))
+    target = _special_files(tmp_path)[kind]
+    before = os.lstat(target)
+    result = cli.invoke(
+        app, ["dry-run", "p5.rating", "--data", "ml-100k", "--users", "2", "--out", str(target)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "not a regular file" in result.output and "Traceback" not in result.output
+    assert os.lstat(target).st_ino == before.st_ino
+    assert (tmp_path / "precious.txt").read_text() == "precious\n"
 
 
 # --- 3. one writer per folder, untorn files -------------------------------------------------

@@ -187,6 +187,66 @@ def test_compare_refuses_runs_over_different_cases(runs, tmp_path, cli) -> None:
     assert f"case {record['id']} has different candidates" in result.output
 
 
+@pytest.mark.parametrize("out", ["a/results.jsonl", "a/run.html", "b/report.html", "b/sub/x.html"])
+def test_compare_never_writes_into_a_run_folder_it_compares(runs, tmp_path, cli, out) -> None:
+    from recprompt.cli import app
+    from recprompt.errors import InputError
+    from recprompt.eval.compare import compare_runs
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(runs["a"], a)
+    shutil.copytree(runs["a_again"], b)
+
+    def snapshot() -> dict[str, bytes]:
+        return {str(p): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    result = cli.invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / out)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    if "sub" not in out:  # the command line refuses a missing folder first; the library makes it
+        assert "lies inside" in result.output
+    with pytest.raises(InputError, match="lies inside"):
+        compare_runs([a, b], tmp_path / out)
+    assert snapshot() == before and not (tmp_path / "b" / "sub").exists()
+
+
+def _no_value(report: dict) -> dict:
+    report["metrics"] = {name: {"ci_low": 0.1} for name in report["metrics"]}
+    return report
+
+
+MALFORMED = {
+    "report list": ("report.json", lambda _: [], "a JSON list, not an object"),
+    "report metrics lack value": ("report.json", _no_value, "has no numeric 'value'"),
+    "report metrics a list": ("report.json", lambda r: {**r, "metrics": [1]}, "'metrics' is a"),
+    "run.json string": ("run.json", lambda _: "run", "a JSON str, not an object"),
+    "per_case short": (
+        "per_case.json",
+        lambda p: {**p, "program": {k: v[:-1] for k, v in p["program"].items()}},
+        "one per case id",
+    ),
+    "per_case ids object": ("per_case.json", lambda p: {**p, "ids": {}}, "'ids' is not a list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_compare_refuses_a_run_file_of_the_wrong_shape(runs, tmp_path, cli, case) -> None:
+    from recprompt.cli import app
+
+    name, change, message = MALFORMED[case]
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["a"], broken)
+    path = broken / name
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    out = tmp_path / "x.html"
+    result = cli.invoke(app, ["compare", str(runs["a_again"]), str(broken), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert str(path) in result.output and message in result.output
+    assert "hint:" in result.output and not out.exists()
+
+
 def test_records_without_prompts_still_render(runs) -> None:
     import numpy as np
 

@@ -51,6 +51,25 @@ def test_unreachable_ray_address_fails_in_bounded_time(cli, tmp_path):
     assert time.monotonic() - started < 15 and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("address", ["auto", "127.0.0.1:6379"])
+def test_a_cluster_that_does_not_answer_is_not_reported_as_ray_missing(monkeypatch, address):
+    ray = pytest.importorskip("ray")
+    from recprompt.errors import ServerError
+    from recprompt.eval import ray_engine
+
+    def refuse(*_args, **_kwargs):
+        raise ConnectionError("Could not find any running Ray instance.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray_engine, "_reachable", lambda *_a: None)  # a port that listens
+    with pytest.raises(ServerError) as caught:
+        ray_engine.connect(address)
+    hint = caught.value.hint or ""
+    assert "pip install" not in hint and "Ray is installed" in hint
+    assert "ray status" in hint and address in hint
+
+
 def test_ray_address_without_ray_engine(cli, tmp_path):
     result = _eval(cli, tmp_path / "out", "--ray-address", "127.0.0.1:6379")
     assert result.exit_code == 2 and "needs --engine ray" in result.output

@@ -20,11 +20,11 @@ from recprompt.backends.base import Backend, Usage
 from recprompt.backends.usage import running_usage
 from recprompt.compile.prediction import PredictionBase, prediction_class
 from recprompt.compile.render import Demo, Rendered, render
-from recprompt.errors import OutputError
+from recprompt.errors import InputError, OutputError
 from recprompt.spec.model import Spec
 from recprompt.types import ParseFailure
 
-__all__ = ["Program", "signature_for"]
+__all__ = ["Program", "check_temperature", "signature_for"]
 
 _PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
@@ -53,6 +53,19 @@ def _delta(before: Usage | None, after: Usage | None) -> Usage:
     return Usage(**{k: getattr(after, k) - getattr(before, k) for k in Usage.__dataclass_fields__})
 
 
+def check_temperature(value: Any) -> float:
+    """A sampling temperature: a finite number >= 0 (NaN would also never equal itself in a
+    run's settings, so that run could never be resumed)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"temperature must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise InputError(
+            f"temperature must be a finite number >= 0, got {value}",
+            hint="pass e.g. --temperature 0 (greedy) or --temperature 0.7",
+        )
+    return value
+
+
 class Program(dspy.Module):
     """Call it with the spec's inputs to get a typed prediction; ``render`` shows the prompt."""
 
@@ -69,7 +82,7 @@ class Program(dspy.Module):
         self.spec = spec
         self.variant = variant
         self.backend = backend
-        self.temperature = temperature
+        self.temperature = check_temperature(temperature)
         self.seed = seed
         self.predict = dspy.Predict(signature_for(spec))
         self.usage = Usage()

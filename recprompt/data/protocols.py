@@ -51,7 +51,7 @@ class Protocol(BaseModel):
     sampler: Literal["uniform", "popularity"] = "uniform"
     n_negatives: int = Field(19, ge=0)
     n_users: int | None = Field(None, ge=1, description="users sampled (seeded); None = all")
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="seed of every random choice (numpy needs >= 0)")
     history_length: int | None = Field(None, ge=0, description="keep the last L items")
     like_threshold: float = Field(3.0, description="TALLRec: like = rating > threshold")
     holdout: Holdout = Field(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
-from recprompt._files import write_text_atomic
+from recprompt._files import check_output_path, write_text_atomic
 from recprompt.errors import InputError
 from recprompt.eval.cases_view import Interner, case_payload, script_json
 from recprompt.eval.html import asset, environment, paired_plots
@@ -52,13 +52,56 @@ class Run:
     records: list[dict[str, Any]] = field(repr=False)
 
 
-def _json(path: Path, what: str) -> Any:
+def _json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object file of a run folder; anything else is refused, naming the file."""
     if not path.is_file():
         raise CompareError(f"{path.parent} has no {path.name} ({what})", hint=RERUN)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise CompareError(f"{path} is not valid JSON: {exc}", hint=RERUN) from None
+    if not isinstance(value, dict):
+        _malformed(path, f"a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _malformed(path: Path, problem: str) -> None:
+    raise CompareError(f"{path} is not as `recprompt eval` writes it: {problem}", hint=RERUN)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_report(path: Path, report: dict[str, Any]) -> None:
+    """The report's metrics: name -> {"value": number, optional "ci_low"/"ci_high"}."""
+    metrics = report.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        _malformed(path, f"'metrics' is a {type(metrics).__name__}, not an object")
+    for name, cell in metrics.items():
+        if not isinstance(cell, dict) or not _number(cell.get("value")):
+            _malformed(path, f"metric {name!r} has no numeric 'value'")
+        for bound in ("ci_low", "ci_high"):
+            if cell.get(bound) is not None and not _number(cell[bound]):
+                _malformed(path, f"metric {name!r} has a non-numeric {bound!r}")
+
+
+def _per_case(path: Path, per_case: dict[str, Any]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Case ids, and each metric's per-case values (one number per id)."""
+    ids, program = per_case.get("ids", []), per_case.get("program", {})
+    if not isinstance(ids, list):
+        _malformed(path, "'ids' is not a list")
+    if not isinstance(program, dict):
+        _malformed(path, "'program' is not an object of metric names to value lists")
+    values = {}
+    for name, column in program.items():
+        try:
+            values[name] = np.asarray(column, dtype=float)
+        except (TypeError, ValueError):
+            values[name] = np.empty(0)
+        if values[name].shape != (len(ids),):
+            _malformed(path, f"'program.{name}' is not {len(ids)} numbers, one per case id")
+    return [str(i) for i in ids], values
 
 
 def load_run(folder: str | Path, name: str | None = None) -> Run:
@@ -71,8 +114,9 @@ def load_run(folder: str | Path, name: str | None = None) -> Run:
         )
     config = _json(folder / "run.json", "what the run was")
     report = _json(folder / "report.json", "its metrics")
+    _check_report(folder / "report.json", report)
     per_case = _json(folder / "per_case.json", "per-case metric values")
-    ids = [str(i) for i in per_case.get("ids", [])]
+    ids, values = _per_case(folder / "per_case.json", per_case)
     records: dict[str, dict[str, Any]] = {}
     for record in read_lines(folder / "results.jsonl")[0]:
         records.setdefault(str(record["id"]), record)  # the first valid line wins, as in the store
@@ -82,7 +126,6 @@ def load_run(folder: str | Path, name: str | None = None) -> Run:
             f"{folder}/results.jsonl lacks {len(missing)} case(s) of its report, e.g. {missing[0]}",
             hint=RERUN,
         )
-    values = {k: np.asarray(v, dtype=float) for k, v in per_case.get("program", {}).items()}
     return Run(folder, name or folder.name, config, report, ids, values, [records[i] for i in ids])
 
 
@@ -149,9 +192,20 @@ ORDER = {"hit differs": 0, "answer differs": 1, "same": 2}
 def compare_runs(
     folders: Sequence[str | Path], out: str | Path, *, seed: int = 0, page_size: int = 100
 ) -> dict[str, Any]:
-    """Write ``out`` (HTML) and its statistics beside it (``.json``); return the statistics."""
+    """Write ``out`` (HTML) and its statistics beside it (``.json``); return the statistics.
+
+    ``out`` and its ``.json`` may not lie inside any of the run folders compared."""
     if len(folders) < 2:
         raise CompareError("compare needs at least two run folders")
+    out = Path(out)
+    # the page and its .json go beside each other, never into a run folder being read
+    check_output_path(
+        out,
+        inputs=folders,
+        siblings=[out.with_suffix(".json")],
+        apart_from=folders,
+        make_parents=True,
+    )
     names = [Path(f).name for f in folders]
     if len(set(names)) != len(names):
         names = [str(f) for f in folders]
@@ -249,7 +303,6 @@ def compare_runs(
             data_json=Markup(script_json(data)),
         )
     )
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, page)
     write_text_atomic(out.with_suffix(".json"), json.dumps(stats, indent=2, default=str))

@@ -22,7 +22,7 @@ from recprompt.data import Dataset, Protocol
 from recprompt.environment import numeric_environment
 from recprompt.errors import InputError
 from recprompt.eval import signal
-from recprompt.eval.cases import Case
+from recprompt.eval.cases import Case, _is_ranking, _top_k
 from recprompt.eval.checks import check_candidates, user_counts
 from recprompt.eval.html import write_case_files
 from recprompt.eval.identity import cases_fingerprint, dataset_fingerprint, model_identity
@@ -54,6 +54,7 @@ __all__ = [
     "RANKING_BASELINES",
     "RATING_BASELINES",
     "check_engine",
+    "check_plan",
     "evaluate",
     "spec_hash",
 ]
@@ -151,6 +152,44 @@ def check_engine(engine: str, ray_address: str | None, ray_actors: int = 2) -> N
         raise InputError("--ray-address needs --engine ray", hint="add --engine ray")
     if isinstance(ray_actors, bool) or not isinstance(ray_actors, int) or ray_actors < 1:
         raise InputError(f"--ray-actors must be a positive integer, got {ray_actors!r}")
+
+
+def check_plan(
+    spec: Spec, baselines: list[str] | None, retriever: str | None, shortlist: int | None = None
+) -> None:
+    """Refuse, before any folder is made, baselines or a retriever that cannot fit ``spec``.
+
+    Ranking specs take every baseline (the means rank by predicted rating); rating specs
+    only those that predict a rating; retrieve-then-rerank only fits ranking specs, with a
+    shortlist of at least the K they rank. (Text specs name their own baselines, checked
+    where they are built.)
+    """
+    from recprompt.baselines import BASELINES
+
+    ranking = _is_ranking(spec)
+    if retriever is not None and not ranking:
+        raise InputError(
+            f"--retriever {retriever} needs a ranking spec, but {spec.name} is a "
+            f"{spec.output.type} spec: it has no candidates to shortlist",
+            hint="drop --retriever and --shortlist, or evaluate a ranking spec",
+        )
+    if retriever is not None and shortlist is not None:
+        from recprompt.data.retrieval import check_shortlist
+
+        check_shortlist(shortlist, _top_k(spec), f"spec {spec.name!r}")
+    rating = isinstance(spec.output, RatingOutput)
+    if not baselines or not (ranking or rating):
+        return
+    fits = tuple(BASELINES) if ranking else RATING_BASELINES
+    wrong = ", ".join(name for name in baselines if name not in fits)
+    if not wrong:
+        return
+    if ranking:
+        raise InputError(f"unknown baseline(s): {wrong}", hint=f"choose from {', '.join(fits)}")
+    raise InputError(
+        f"baseline(s) {wrong} cannot predict the ratings of {spec.name}, a rating spec",
+        hint=f"choose among --baselines {','.join(fits)} (or 'none')",
+    )
 
 
 def attach_declared_prior(program: Program, train: Dataset, seed: int) -> None:
@@ -256,6 +295,7 @@ def evaluate(
     out = Path(out)
     check_concurrency(concurrency)
     check_engine(engine, ray_address, ray_actors)
+    check_plan(program.spec, baselines, protocol.retriever, protocol.shortlist)
     execution = Execution(concurrency=concurrency)
     if engine == "ray" and not baselines_only:
         from recprompt.eval.ray_engine import connect

@@ -94,9 +94,20 @@ def connect(address: str | None = None, *, timeout: float = CONNECT_TIMEOUT) -> 
         ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ServerError(
-            f"cannot join the Ray cluster at {address}: {exc}", hint=RAY_HINT
+            f"cannot join the Ray cluster at {address}: {exc}", hint=_unreachable_hint(address)
         ) from None
     return ray
+
+
+def _unreachable_hint(address: str) -> str:
+    """What to check when Ray imports fine but its cluster did not answer."""
+    status = "ray status" if address == "auto" else f"ray status --address {address}"
+    return (
+        f"Ray is installed, but no cluster answered at {address}: check that one is running "
+        f"('{status}'), that the address is its head node's (host:port, GCS port 6379 by "
+        "default), or start one with 'ray start --head'; omit --ray-address to start a "
+        "local cluster"
+    )
 
 
 # -- what an actor needs to rebuild the program ----------------------------------------------

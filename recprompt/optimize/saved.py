@@ -26,7 +26,7 @@ from typing import Any, Literal
 import dspy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from recprompt._files import write_text_atomic
+from recprompt._files import open_regular, write_text_atomic
 from recprompt.compile.program import Program
 from recprompt.errors import ProgramError, RecpromptError
 from recprompt.select import attach, make_selector
@@ -172,7 +172,8 @@ def _find_spec(saved: _Saved, where: Path) -> Path:
 
 def _read(where: Path) -> _Saved:
     try:
-        raw = json.loads(where.read_text(encoding="utf-8"))
+        with open_regular(where) as handle:  # a named pipe would wait for a writer forever
+            raw = json.loads(handle.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProgramError(f"{where}: not a readable tuned program ({exc})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:

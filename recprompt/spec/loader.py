@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from recprompt._files import open_regular
 from recprompt.errors import Location, SpecError, TemplateError
 from recprompt.spec.model import DemoSpec, InputSpec, RankSpec, Spec, Variant, semantic_issues
 from recprompt.spec.template import find_issues, trial_render
@@ -271,7 +272,7 @@ def load_spec(path: str | Path) -> Spec:
     try:
         if path.is_file():
             check_size(path.stat().st_size, str(path))
-        with path.open("rb") as handle:  # read one byte past the cap: /dev/zero never ends
+        with open_regular(path) as handle:  # not a FIFO (it blocks); one byte past the cap
             raw = handle.read(MAX_SPEC_BYTES + 1)
         check_size(len(raw), str(path))
         text = raw.decode("utf-8")
