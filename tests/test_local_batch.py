@@ -35,10 +35,10 @@ def backend():
     return LocalBackend(batch_scoring=True)
 
 
-def test_batched_scores_equal_one_at_a_time(backend):
-    alone = [backend.score(prompt, options) for prompt, options in PROMPTS]
+def score_queued(backend) -> dict[int, list[float]]:
+    """Score every prompt from its own thread while the model is held, so that all calls
+    queue before the first is answered."""
     model = backend._model
-    before = model.batched_calls
     results: dict[int, list[float]] = {}
 
     def call(k: int) -> None:
@@ -46,7 +46,7 @@ def test_batched_scores_equal_one_at_a_time(backend):
         results[k] = backend.score(prompt, options)
 
     threads = [threading.Thread(target=call, args=(k,)) for k in range(len(PROMPTS))]
-    with model.lock:  # hold the model so that every call queues, then answer them together
+    with model.lock:
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 30
@@ -54,6 +54,14 @@ def test_batched_scores_equal_one_at_a_time(backend):
             time.sleep(0.01)
     for thread in threads:
         thread.join(timeout=120)
+    return results
+
+
+def test_batched_scores_equal_one_at_a_time(backend):
+    alone = [backend.score(prompt, options) for prompt, options in PROMPTS]
+    model = backend._model
+    before = model.batched_calls
+    results = score_queued(backend)
     assert model.batched_calls - before == len(PROMPTS)  # all answered in one batch
     for k, scores in enumerate(alone):
         assert results[k] == pytest.approx(scores, abs=BATCH_TOLERANCE, rel=0)
@@ -68,14 +76,7 @@ def test_without_batch_scoring_queued_calls_are_answered_one_at_a_time():
     backend = LocalBackend()
     model = backend._model
     before = model.batched_calls
-    threads = [threading.Thread(target=backend.score, args=p) for p in PROMPTS]
-    with model.lock:
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 30
-        while len(model.pending) < len(PROMPTS) and time.monotonic() < deadline:
-            time.sleep(0.01)
-    for thread in threads:
-        thread.join(timeout=120)
+    results = score_queued(backend)
+    assert len(results) == len(PROMPTS)
     assert model.batched_calls == before
     assert not model.pending
