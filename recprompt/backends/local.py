@@ -253,9 +253,9 @@ class LocalBackend:
         self.chat_template = chat_template
         self.batch_scoring = batch_scoring
         """Answer score calls queued by other threads in one llama.cpp batch. Off by default:
-        on a 2-core CPU it measured 0.68x one at a time (bench/scale.py b), because in one
-        unified KV cache every packed token attends over every prompt's cells, and prompts
-        answered one at a time reuse the previous prompt's cached prefix."""
+        on a 2-core CPU it measured 0.68x one at a time (bench/scale.py b), most likely because
+        in one unified KV cache every packed token attends over every prompt's cells (not
+        profiled), while prompts answered one at a time reuse the previous prompt's prefix."""
         self._formatter: Any = None
 
     # -- chat messages -------------------------------------------------------------------------
