@@ -30,6 +30,7 @@ from typing import Any
 from recprompt.backends.base import Backend, Completion, Prompt, Usage
 from recprompt.backends.usage import UsageLedger, running_usage
 from recprompt.constraints import Constraint
+from recprompt.environment import innermost_backend
 
 __all__ = ["CachedBackend", "default_cache_dir", "entry_payload"]
 
@@ -44,12 +45,6 @@ def default_cache_dir() -> Path:
 
 def _checksum(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _scoring_revision(backend: Any) -> Any:
-    while getattr(backend, "scoring_revision", None) is None and hasattr(backend, "backend"):
-        backend = backend.backend
-    return getattr(backend, "scoring_revision", None)
 
 
 def entry_payload(path: Path, key: str) -> Any:
@@ -87,7 +82,8 @@ class CachedBackend:
         material = {"v": _FORMAT, "backend": self.name, "method": method, "prompt": prompt}
         material.update(params)
         if method == "score":  # a scoring change never serves older scores
-            material["revision"] = _scoring_revision(self.backend)
+            inner = innermost_backend(self.backend)
+            material["revision"] = getattr(inner, "scoring_revision", None)
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
     def path(self, key: str) -> Path:

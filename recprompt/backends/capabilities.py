@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from recprompt.environment import innermost_backend
 from recprompt.errors import BackendError
 
 __all__ = ["check_scoring", "required_scoring", "scoring_of"]
@@ -61,7 +62,7 @@ def check_scoring(spec: Any, backend: Any) -> None:
     ways = scoring_of(backend)
     if ways is None or need in ways:  # undeclared custom backends keep their own fallback
         return
-    kind = getattr(_innermost(backend), "server", None)
+    kind = getattr(innermost_backend(backend), "server", None)
     what = "a rank strategy" if spec.rank is not None else f"decode: {spec.output.decode}"
     raise BackendError(
         f"{spec.name} needs {need} scoring ({what}), which {backend.name}"
@@ -73,12 +74,3 @@ def check_scoring(spec: Any, backend: Any) -> None:
         "--server-kind if detection got it wrong, use the local backend, or a listwise / "
         "decode: generate spec",
     )
-
-
-def _innermost(backend: Any) -> Any:
-    for _ in range(8):
-        inner = getattr(backend, "backend", None)
-        if inner is None:
-            return backend
-        backend = inner
-    return backend

@@ -470,7 +470,7 @@ class LiteLLMBackend:
 
     def _score_echo(self, prompt: str, conts: list[str], usage: Usage) -> list[float]:
         healed, conts = heal_space(prompt, conts)  # a " Title" token then starts in the text
-        prompt = healed if isinstance(healed, str) else prompt
+        prompt = str(healed)  # a text prompt stays text
         texts = [prompt + c for c in conts]
         if self.server == "vllm":  # one request scores every candidate
             response = self._post("/completions", hs.continuation_body(texts), usage)

@@ -484,10 +484,9 @@ class LocalBackend:
         """Sum of log-probabilities of each continuation's tokens after ``prompt``.
 
         The prompt is evaluated once (reusing the cached prefix). Each continuation is
-        tokenized on its own and appended to the prompt's tokens, after the spaces that end a
-        text prompt moved to the front of every continuation (:func:`heal_space`; digits are
-        unchanged in effect: Gemma writes " 5" as [" ", "5"], and the shared " " cancels
-        between options). The first token's
+        tokenized on its own and appended to the prompt's tokens, split where the tokenizer
+        splits the joint text (:meth:`_healed_tokens`: " A" after "Answer:", but " 5" stays
+        [" ", "5"], so there the prompt is scored as written). The first token's
         log-prob comes from the prompt's last logits; the others from one block-aligned
         multi-sequence decode of all continuations (:meth:`_continuation_logprobs`), after which
         the KV cache is cut back to the prompt. A continuation's score does not depend on the
@@ -498,9 +497,9 @@ class LocalBackend:
         model = self._model
         with model.pending_lock:
             model.pending.append(request)
+        size = _MAX_GROUP if self.batch_scoring else 1
         with model.lock:
             while not request.done:
-                size = _MAX_GROUP if self.batch_scoring else 1
                 with model.pending_lock:
                     group = model.pending[:size]
                     del model.pending[:size]

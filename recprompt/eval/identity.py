@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from recprompt.data import Dataset
+from recprompt.environment import innermost_backend
 from recprompt.eval.cases import Case
 
 __all__ = ["cases_fingerprint", "dataset_fingerprint", "model_identity"]
@@ -84,9 +85,7 @@ def _file_identity(path: Path) -> dict[str, Any]:
 
 def model_identity(backend: Any) -> dict[str, Any]:
     """What identifies the model behind ``backend`` (unwrapping cache and meter wrappers)."""
-    inner = backend
-    while hasattr(inner, "backend") and inner.backend is not inner:
-        inner = inner.backend
+    inner = innermost_backend(backend)
     identity: dict[str, Any] = {"name": getattr(backend, "name", str(backend))}
     revision = getattr(inner, "scoring_revision", None)
     if revision is not None:
