@@ -200,6 +200,23 @@ def test_no_time_refuses_leave_last_out_and_offers_a_seeded_random_one(tmp_path:
     assert stated.time == "file"
 
 
+def test_one_timestamp_for_every_row_counts_as_no_time(tmp_path: Path) -> None:
+    """A timestamp column that orders nothing must not let leave-one-out follow file order."""
+    descriptor = _made_up(tmp_path)
+    ratings = (tmp_path / "ratings.csv").read_text().splitlines()
+    stamped = [ratings[0] + ";when"] + [f"{r};1700000000" for r in ratings[1:]]
+    (tmp_path / "ratings.csv").write_text("\n".join(stamped) + "\n")
+    descriptor.write_text(
+        descriptor.read_text().replace("rating: stars}", "rating: stars, timestamp: when}")
+    )
+    ds = load_dataset(descriptor)
+    assert ds.time == "none" and ds.stats["time"] == "none"
+    assert any("same timestamp (1700000000)" in w for w in ds.stats["warnings"])
+    with pytest.raises(DataError, match="one timestamp for every row"):
+        ranking_examples(ds, Protocol(n_negatives=5))
+    assert len(ranking_examples(ds, Protocol(n_negatives=5, holdout="random"))) == 12
+
+
 def test_cli_dry_run_on_data_without_time(tmp_path: Path, cli) -> None:
     descriptor = _made_up(tmp_path)
     refused = cli.invoke(app, ["dry-run", "rank.letters", "--data", str(descriptor)])

@@ -7,7 +7,9 @@ shares, so that no loader can forget one:
   ``stats["duplicates_removed"]`` counts every row dropped, by any rule of the loader;
 * ``time`` says where the order of events comes from (see ``Dataset.time``);
 * a warning is recorded when no item has a title (prompts then show bare ids) or when
-  the data has no time field.
+  the data has no time field; a timestamp column holding one value for every row orders
+  nothing, so it counts as no time field (else leave-one-out would silently follow file
+  order).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def finish(
     **stats: Any,
 ) -> Dataset:
     """Deduplicate ``ds`` (keep the last), set its noun and time source, record stats."""
+    constant = time == "timestamp" and len(ds) > 1 and bool((ds.timestamp == ds.timestamp[0]).all())
+    if constant:  # a column with one value orders nothing: the rows would be taken in file order
+        time = "none"
     ds.item_noun, ds.time = item_noun, time
     deduped, repeats = ds.drop_repeats()
     deduped.item_noun, deduped.time = item_noun, time
@@ -44,7 +49,13 @@ def finish(
             "items have no titles or text: prompts show bare item ids; give a title column "
             "(see README, 'Bring your own dataset')"
         )
-    if time == "none":
+    if constant:
+        deduped.warn(
+            f"every row has the same timestamp ({int(ds.timestamp[0])}): it orders nothing, so "
+            "the data is treated as having no time field; leave-one-out needs --holdout random, "
+            "or --file-order-is-time if rows are in time order"
+        )
+    elif time == "none":
         deduped.warn(
             "the data has no time field: leave-one-out needs --holdout random, or "
             "--file-order-is-time if rows are in time order"

@@ -93,7 +93,8 @@ class Split:
 def _check_time(ds: Dataset, holdout: Holdout, file_order_is_time: bool) -> None:
     if holdout == "last" and ds.time == "none" and not file_order_is_time:
         raise DataError(
-            f"dataset {ds.name!r} has no time field: 'leave the last out' would take file "
+            f"dataset {ds.name!r} has no time field (or one timestamp for every row): "
+            "'leave the last out' would take file "
             "order as time, and rows sorted by item id would make every test item the "
             "user's highest id",
             hint="use a seeded random leave-one-out (--holdout random, "
