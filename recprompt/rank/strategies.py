@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from recprompt.environment import innermost_backend
 from recprompt.errors import InputError
 from recprompt.rank.base import Context, OrderScores
 from recprompt.spec.template import LETTERS
@@ -100,11 +101,9 @@ def likelihood(ctx: Context, items: list[dict[str, Any]]) -> OrderScores:
             hint="use the local backend, or the listwise strategy",
         )
     logps = ctx.score(rendered.prompt, names)
-    tokenize = getattr(ctx.backend, "tokenize", None)
-    inner = ctx.backend
-    while tokenize is None and getattr(inner, "backend", None) is not None:  # cache wrappers
-        inner = inner.backend
-        tokenize = getattr(inner, "tokenize", None)
+    tokenize = getattr(ctx.backend, "tokenize", None) or getattr(
+        innermost_backend(ctx.backend), "tokenize", None
+    )
     lengths = [len(tokenize(n, bos=False)) if tokenize else 1 for n in names]
     ids = [ctx.id(i) for i in items]
     return OrderScores({i: lp / max(k, 1) for i, lp, k in zip(ids, logps, lengths, strict=True)})
