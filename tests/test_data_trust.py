@@ -217,6 +217,20 @@ def test_one_timestamp_for_every_row_counts_as_no_time(tmp_path: Path) -> None:
     assert len(ranking_examples(ds, Protocol(n_negatives=5, holdout="random"))) == 12
 
 
+def test_items_missing_from_the_titles_file_are_counted_in_a_warning(tmp_path: Path) -> None:
+    descriptor = _made_up(tmp_path)
+    books = (tmp_path / "books.csv").read_text().splitlines()
+    (tmp_path / "books.csv").write_text("\n".join(books[:31]) + "\n")  # b001..b030 only
+    ds = load_dataset(descriptor)
+    untitled = [i for i in ds.item_ids() if not ds.item_title(i)]
+    assert untitled and all(i > "b030" for i in untitled)
+    assert ds.stats["items_without_title"] == len(untitled)
+    assert any(f"{len(untitled)} of {len(ds.item_ids())} items have no title" in w
+               for w in ds.stats["warnings"])  # fmt: skip
+    (tmp_path / "whole").mkdir()
+    assert "items_without_title" not in load_dataset(_made_up(tmp_path / "whole")).stats
+
+
 def test_cli_dry_run_on_data_without_time(tmp_path: Path, cli) -> None:
     descriptor = _made_up(tmp_path)
     refused = cli.invoke(app, ["dry-run", "rank.letters", "--data", str(descriptor)])

@@ -6,10 +6,10 @@ shares, so that no loader can forget one:
 * repeated (user, item) rows keep the *last* event in time order (ties: file order), and
   ``stats["duplicates_removed"]`` counts every row dropped, by any rule of the loader;
 * ``time`` says where the order of events comes from (see ``Dataset.time``);
-* a warning is recorded when no item has a title (prompts then show bare ids) or when
-  the data has no time field; a timestamp column holding one value for every row orders
-  nothing, so it counts as no time field (else leave-one-out would silently follow file
-  order).
+* a warning is recorded when some or all items have no title (prompts then show bare
+  ids) or when the data has no time field; a timestamp column holding one value for every
+  row orders nothing, so it counts as no time field (else leave-one-out would silently
+  follow file order).
 """
 
 from __future__ import annotations
@@ -44,10 +44,18 @@ def finish(
         duplicates_removed=rows_read - len(deduped),
         time=time,
     )
-    if len(deduped) and not any(deduped.item_title(i) for i in deduped.item_ids()):
+    items = deduped.item_ids() if len(deduped) else []
+    untitled = sum(not deduped.item_title(i) for i in items)
+    if items and untitled == len(items):
         deduped.warn(
             "items have no titles or text: prompts show bare item ids; give a title column "
             "(see README, 'Bring your own dataset')"
+        )
+    elif untitled:
+        deduped.stats["items_without_title"] = untitled
+        deduped.warn(
+            f"{untitled} of {len(items)} items have no title: prompts show their bare ids "
+            "beside the others' titles; check the items file covers every item"
         )
     if constant:
         deduped.warn(
