@@ -23,6 +23,7 @@ from rich.text import Text
 
 from recprompt.cli_args import (
     SAMPLERS,
+    check_candidate_flags,
     data_path,
     input_paths,
     make_protocol,
@@ -569,6 +570,7 @@ def eval_command(
     )
     retrieval = _retrieval_options(retriever, shortlist)
     check_plan(checked.spec, chosen, retriever, retrieval.get("shortlist"))
+    check_candidate_flags(checked.spec, negatives, sampler)
     with exclusive_lock(out_dir):  # before loading a model: a second run stops at once
         baselines_only = baselines_only or model == "none"
         if baselines_only:

@@ -102,12 +102,31 @@ def parse_input(text: str) -> dict[str, Any]:
     return value
 
 
+def check_candidate_flags(spec: Any, negatives: int | None, sampler: str) -> None:
+    """Refuse --negatives and --sampler where no negatives are drawn: they would be recorded
+    in the run's identity while changing nothing."""
+    from recprompt.eval.cases import _is_ranking
+
+    ranking = _is_ranking(spec)
+    if negatives is not None and not (ranking or "candidates" in spec.inputs):
+        raise InputError(
+            f"--negatives sets the candidates of ranking specs, but {spec.name} has none",
+            hint="drop --negatives, or evaluate a ranking spec",
+        )
+    if sampler != "uniform" and not ranking:
+        raise InputError(
+            f"--sampler draws the negatives of ranking specs, but {spec.name} ranks nothing",
+            hint="drop --sampler, or evaluate a ranking spec",
+        )
+
+
 def make_protocol(spec: Any, dataset: Any, **settings: Any) -> Any:
     """The spec's default protocol with the flags' overrides; a bad value is an InputError."""
     from pydantic import ValidationError
 
     from recprompt.eval.cases import default_protocol
 
+    check_candidate_flags(spec, settings.get("n_negatives"), settings.get("sampler", "uniform"))
     try:
         return default_protocol(spec, dataset, **settings)
     except ValidationError as exc:

@@ -164,6 +164,8 @@ def test_eval_never_writes_into_or_around_the_dataset(cli, tmp_path, where):
         (["--retriever", "bpr"], "--retriever bpr needs a ranking spec"),
         (["--retriever", "bpr", "--shortlist", "30"], "needs a ranking spec"),
         (["--shortlist", "30"], "--shortlist needs --retriever"),
+        (["--negatives", "5"], "--negatives sets the candidates of ranking specs"),
+        (["--sampler", "popularity"], "p5.rating ranks nothing"),
     ],
 )
 def test_eval_refuses_a_plan_that_does_not_fit_a_rating_spec(cli, ml100k, tmp_path, flags, message):
