@@ -25,6 +25,10 @@ output: {type: rating, scale: [1, 5]}
 metric: rmse
 """
 
+LETTERED = GOOD.replace(
+    "{type: rating, scale: [1, 5]}", "{type: choice, options: [A, B, C, D, E], decode: score}"
+).replace("metric: rmse", "rank: {strategy: letters, top_k: 5}")
+
 # (case, spec text, error class, expected line, expected column, words in message, hint words)
 CASES = [
     ("yaml syntax", GOOD.replace("task: rating", "task: [rating"), SpecError, 3, 7, "YAML", ""),
@@ -83,6 +87,24 @@ CASES = [
         9,
         "",
         "output type",
+    ),
+    (
+        "rank top_k above candidate count",
+        LETTERED.replace("top_k: 5", "top_k: 8"),
+        SpecError,
+        11,
+        34,
+        "rank.top_k=8 is larger than the 5 candidates",
+        "lower top_k",
+    ),
+    (
+        "fewer letters than candidates",
+        LETTERED.replace("[A, B, C, D, E]", "[A, B, C]"),
+        SpecError,
+        10,
+        33,
+        "3 letter options label only 3 of the 5 candidates",
+        "A to E",
     ),
     (
         "template syntax",

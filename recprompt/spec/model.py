@@ -401,6 +401,7 @@ def semantic_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
     from recprompt.rank.calibration import calibration_issues
 
     issues = [*_stage_issues(spec), *calibration_issues(spec), *_source_issues(spec)]
+    issues += _rank_issues(spec)
     return [*issues, *_name_issues(spec), *_metric_issues(spec)]
 
 
@@ -431,6 +432,43 @@ def _source_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
                 f"output k={spec.output.k} is larger than the {declared.count} candidates "
                 f"of input {source!r}: no list of {spec.output.k} distinct items exists",
                 f"lower k to at most {declared.count}, or raise the candidates' count",
+            )
+        )
+    return issues
+
+
+def _rank_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
+    """A ranking must be able to order its top K, and letters must label every candidate."""
+    if spec.rank is None:
+        return []
+    declared = spec.inputs.get(spec.rank.candidates_from)
+    count = declared.count if declared is not None else None
+    if not count:
+        return []
+    issues: list[tuple[tuple[str, ...], str, str]] = []
+    if spec.rank.top_k > count:
+        issues.append(
+            (
+                ("rank", "top_k"),
+                f"rank.top_k={spec.rank.top_k} is larger than the {count} candidates of input "
+                f"{spec.rank.candidates_from!r}",
+                f"lower top_k to at most {count}, or raise the candidates' count",
+            )
+        )
+    options = getattr(spec.output, "options", None)
+    lettered = spec.rank.strategy == "letters" or (
+        spec.rank.strategy == "auto" and options and len(options) > 2
+    )
+    letters = bool(options) and all(len(o) == 1 and o.isupper() for o in options)
+    if lettered and letters and len(options) < count:
+        issues.append(
+            (
+                ("output", "options"),
+                f"{len(options)} letter options label only {len(options)} of the {count} "
+                "candidates: the others could never be ranked",
+                f"list {count} letters (A to {chr(ord('A') + count - 1)})"
+                if count <= 26
+                else f"lower the candidates' count to at most {len(options)}",
             )
         )
     return issues
