@@ -216,3 +216,15 @@ def test_every_variant_renders_without_optional_inputs(spec: Spec) -> None:
         where = f"{spec.name}[{variant.id}]"
         assert text.endswith(": "), where
         assert "None" not in text and "none]" not in text, f"{where} shows a missing input"
+
+
+def test_more_candidates_than_letters_is_a_clear_input_error() -> None:
+    """27 candidates cannot be lettered A-Z: the error says so instead of an index error."""
+    import recprompt
+    from recprompt.errors import InputError
+
+    program = recprompt.load("rank.letters")
+    items = [{"item_id": str(n), "title": f"Movie {n}"} for n in range(27)]
+    with pytest.raises(InputError, match="labels at most 26 items"):
+        program.render(history=items[:2], candidates=items)
+    assert "Z. Movie 25" in program.render(history=items[:2], candidates=items[:26]).text

@@ -46,10 +46,18 @@ def _numbered(items: Iterable[Any], key: str = "title") -> str:
 
 
 def _lettered(items: Iterable[Any], key: str = "title") -> str:
-    return "\n".join(f"{LETTERS[n]}. {name}" for n, name in enumerate(_titles(items, key)))
+    names = _titles(items, key)
+    if len(names) > len(LETTERS):
+        raise ValueError(
+            f"'lettered' labels at most {len(LETTERS)} items (A-Z), got {len(names)}; "
+            "use 'numbered' or fewer candidates"
+        )
+    return "\n".join(f"{LETTERS[n]}. {name}" for n, name in enumerate(names))
 
 
 def _letter(index: int) -> str:
+    if not 0 <= int(index) < len(LETTERS):
+        raise ValueError(f"'letter' maps 0-{len(LETTERS) - 1} to A-Z, got {index}")
     return LETTERS[int(index)]
 
 
