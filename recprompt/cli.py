@@ -72,6 +72,14 @@ def guarded(command: F) -> F:
         except RecpromptError as exc:
             print_error(exc)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:  # 130, like a shell; said, not silent
+            err.print(
+                "interrupted: every file already written is whole; run the same command "
+                "again to go on (eval skips the cases it finished; model answers already "
+                "given come from the disk cache)",
+                style="yellow",
+            )
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -411,3 +411,16 @@ def test_optimize_refuses_a_special_report_file_before_any_call(cli, data_root, 
     _clean_failure(result)
     assert "tuned.report.md is a symbolic link" in result.output
     assert precious.read_text() == "precious\n" and not (tmp_path / "tuned.json").exists()
+
+
+def test_ctrl_c_exits_130_with_a_word_on_how_to_go_on(cli, monkeypatch):
+    import recprompt
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recprompt, "load", interrupted)
+    result = cli.invoke(app, ["render", "p5.rating", "-i", '{"user_id": "1", "item_id": "2"}'])
+    assert result.exit_code == 130
+    assert "interrupted" in result.output and "run the same command" in result.output
+    assert "Traceback" not in result.output
