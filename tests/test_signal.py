@@ -157,6 +157,8 @@ def test_eval_reports_calibration_tuned_weight_and_retrieval(tmp_path: Path) -> 
     cal = report["calibration"]
     assert cal["method"] == "contextual" and cal["calls"] == 4
     assert cal["position_before"] and cal["position_after"]
+    before = report["usage"]["before_the_test_cases"]  # the Cost section counts them
+    assert before == {"calibration_calls": 4, "fusion_tuning_calls": 6, "calls": 10}
     retrieval = report["retrieval"]
     assert retrieval["retriever"] == "bpr" and 0.0 <= retrieval["recall@10"] <= 1.0
     recall = np.mean(

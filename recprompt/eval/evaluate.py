@@ -192,6 +192,16 @@ def check_plan(
     )
 
 
+def _preparation_calls(prepared: dict[str, Any]) -> dict[str, int]:
+    """Model calls spent on validation users before the test cases (calibration, fusion
+    tuning): part of what a run costs, so the Cost section counts them beside the cases'."""
+    calls = {
+        "calibration_calls": int(prepared.get("calibration", {}).get("calls", 0)),
+        "fusion_tuning_calls": int(prepared.get("fusion", {}).get("calls", 0)),
+    }
+    return {**calls, "calls": sum(calls.values())}
+
+
 def attach_declared_prior(program: Program, train: Dataset, seed: int) -> None:
     """Fit the collaborative prior a spec's ``rank:`` declares, on training data only."""
     declared = program.spec.rank
@@ -451,6 +461,7 @@ def _evaluate(
         "usage": {
             "this_invocation": usage.as_dict(),
             "all_cases": stored_usage,
+            "before_the_test_cases": _preparation_calls(prepared),
             "store_dropped_corrupt_lines": store.dropped,
         },
         "versions": package_versions(),
