@@ -313,9 +313,8 @@ def comparisons(systems: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
     """The issue's targets as paired differences on the same test cases."""
     out: dict[str, Any] = {}
     llm_only = [k for k in systems if k not in BASELINES and not k.endswith("+bpr")]
-    for key in llm_only:
-        if "+" in key:  # calibrated letters against random
-            out[f"{key} vs random"] = paired(systems["random"], systems[key], seed)
+    for key in llm_only:  # above chance at all? (the calibrated letters' target)
+        out[f"{key} vs random"] = paired(systems["random"], systems[key], seed)
         out[f"{key} vs popularity"] = paired(systems["popularity"], systems[key], seed)
         if f"{key}+bpr" in systems:
             out[f"{key}+bpr vs bpr"] = paired(systems["bpr"], systems[f"{key}+bpr"], seed)
@@ -368,6 +367,24 @@ def save(dataset: str) -> None:
         write_text_atomic(path, json.dumps(current, indent=2, sort_keys=True) + "\n")
 
 
+def recompute_paired(seed: int) -> None:
+    """Rewrite every protocol's paired comparisons from the per-case values signal.json
+    keeps (``_systems``), e.g. after a comparison was added; no model is loaded."""
+    import fcntl
+
+    from recprompt._files import write_text_atomic
+
+    with open(RESULTS / ".signal.lock", "w") as lock:  # running benches merge into it too
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = RESULTS / "signal.json"
+        result = json.loads(path.read_text())
+        for protocols in result["datasets"].values():
+            for block in protocols.values():
+                systems = {k: np.array(v) for k, v in block["_systems"].items()}
+                block["paired"] = comparisons(systems, seed)
+        write_text_atomic(path, json.dumps(result, indent=2, sort_keys=True) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--test", type=int, default=300)
@@ -385,7 +402,12 @@ def main() -> None:
     parser.add_argument("--warm-from", type=int, default=None, help="warm forward from user K")
     parser.add_argument("--history", type=int, default=10, help="last L history items")
     parser.add_argument("--pride-shifts", type=int, default=5, help="PriDe shifts per case")
+    parser.add_argument(
+        "--paired-only", action="store_true", help="recompute the paired comparisons; no model"
+    )
     args = parser.parse_args()
+    if args.paired_only:
+        return recompute_paired(args.seed)
     backend = CachedBackend(get_backend("local"))
     previous = RESULTS / "signal.json"
     if previous.exists() and not args.fresh:  # stages run one by one: keep earlier ones
