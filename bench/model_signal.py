@@ -127,8 +127,8 @@ def run(prog: Program, cases: list[Case], label: str, deadline: float = 0.0) -> 
             continue
         ids.append(case.id)
         scores.append(result.llm_scores)
-        calls.append(result.usage.calls)
-        seconds.append(result.usage.seconds)
+        calls.append(result.usage.calls + result.usage.cache_hits)  # what the program asks
+        seconds.append(None if result.usage.cache_hits else result.usage.seconds)
         if n % 25 == 0:
             print(
                 f"  {label}: {n}/{len(cases)} ({time.perf_counter() - started:.0f} s)", flush=True
@@ -260,7 +260,8 @@ def protocol_block(
     for label in programs:
         v, t, priors = runs[label]
         calls = float(np.mean(t["calls"]))
-        secs = float(statistics.median(t["seconds"]))
+        fresh = [x for x in t["seconds"] if x is not None]  # cases the model answered now
+        secs = float(statistics.median(fresh)) if fresh else None
         variants: dict[str, tuple[list, list, float, dict]] = {
             label: (v["scores"], t["scores"], 0.0, {})
         }
@@ -337,7 +338,12 @@ def write_partial(
     block["paired"] = comparisons(systems, seed)
     dataset, proto = name.split("/")
     done = RESULT.setdefault("datasets", {}).setdefault(dataset, {}).get(proto, {})
-    merged = {**done, **block, "programs": {**done.get("programs", {}), **block["programs"]}}
+    programs = {**done.get("programs", {}), **block["programs"]}
+    for key, values in block["programs"].items():  # all answered from the disk cache: keep
+        earlier = done.get("programs", {}).get(key, {})  # the seconds of the run that called
+        if values["seconds_per_user"] is None and earlier.get("seconds_per_user") is not None:
+            values["seconds_per_user"] = earlier["seconds_per_user"]
+    merged = {**done, **block, "programs": programs}
     if done.get("_systems"):  # earlier stages' per-case values, for the paired comparisons
         systems = {**{k: np.array(v) for k, v in done["_systems"].items()}, **systems}
         merged["paired"] = comparisons(systems, seed)
@@ -421,8 +427,9 @@ def main() -> None:
                 "validation and test users are disjoint; validation users are ranked on their "
                 "second-to-last item with priors fitted on the training split only",
                 "calibrated calls_per_user include the prior's calls spread over the test users",
-                "seconds_per_user is the median over test users of this run; cached answers are "
-                "near 0 s, so compare seconds only within one fresh run",
+                "calls_per_user counts the model calls a program asks for, disk-cache answers "
+                "included; seconds_per_user is the median over test users the model answered "
+                "(not the cache), kept from the run that called it",
             ],
         }
     )
