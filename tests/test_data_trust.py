@@ -269,6 +269,29 @@ def test_dataset_yaml_errors_say_what_and_where(tmp_path: Path) -> None:
         load_dataset(bad)
 
 
+def test_csv_with_a_byte_order_mark_finds_its_first_column(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text("\ufeffuser,item\nu1,i1\nu1,i2\n", encoding="utf-8")
+    (tmp_path / "d.yaml").write_text("path: r.csv\ncolumns: {user: user, item: item}\n")
+    assert load_dataset(tmp_path / "d.yaml").user_ids() == ["u1"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("encoding: bogus", r"r\.csv: unknown encoding 'bogus'"),
+        ("delimiter: ''", r"r\.csv: the delimiter must be one character, got ''"),
+        ("delimiter: ';;'", r"r\.csv: the delimiter must be one character, got ';;'"),
+    ],
+)
+def test_dataset_yaml_bad_encoding_or_delimiter_is_a_data_error(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    (tmp_path / "r.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "d.yaml").write_text(f"path: r.csv\n{line}\ncolumns: {{user: a, item: b}}\n")
+    with pytest.raises(DataError, match=message):
+        load_dataset(tmp_path / "d.yaml")
+
+
 # -- RecBole rules -------------------------------------------------------------------------
 
 

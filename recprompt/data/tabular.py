@@ -7,6 +7,7 @@ unless ``file_order_is_time`` says that rows are in time order.
 
 from __future__ import annotations
 
+import codecs
 import csv
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +23,18 @@ __all__ = ["load_csv", "load_item_table"]
 def _reader(
     path: Path, delimiter: str, encoding: str, columns: tuple[str | None, ...]
 ) -> tuple[IO[str], csv.DictReader, list[str]]:
-    """An open file, its DictReader and header; a DataError names a missing column."""
+    """An open file, its DictReader and header; a DataError names a missing column.
+
+    A UTF-8 byte order mark (Excel writes one) is dropped: kept, it would glue itself to
+    the first column's name and that column would be reported missing."""
+    if len(delimiter) != 1:
+        fail(path, None, f"the delimiter must be one character, got {delimiter!r}")
     try:
-        fh = path.open(encoding=encoding, newline="")
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        fail(path, None, f"unknown encoding {encoding!r}", "e.g. utf-8, latin-1, cp1252")
+    try:
+        fh = path.open(encoding="utf-8-sig" if codec == "utf-8" else encoding, newline="")
     except OSError as exc:
         fail(path, None, f"cannot read file: {exc}")
     reader = csv.DictReader(fh, delimiter=delimiter)
