@@ -292,6 +292,22 @@ def test_dataset_yaml_bad_encoding_or_delimiter_is_a_data_error(
         load_dataset(tmp_path / "d.yaml")
 
 
+def test_a_dataset_without_rows_is_refused_where_it_is_loaded(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text("user,item\n")
+    (tmp_path / "d.yaml").write_text("path: r.csv\ncolumns: {user: user, item: item}\n")
+    with pytest.raises(DataError, match=r"d\.yaml: the dataset has no rows"):
+        load_dataset(tmp_path / "d.yaml")
+    with pytest.raises(DataError, match=r"ml: the dataset has no rows"):
+        load_dataset(_ml(tmp_path / "ml", []))
+
+
+def test_dry_run_says_when_the_protocol_yields_no_cases(tmp_path: Path, cli) -> None:
+    rows = [f"{u}\t{u}\t4\t{u}" for u in range(1, 4)]  # one event per user: nothing to hold out
+    ran = cli.invoke(app, ["dry-run", "rank.listwise", "--data", str(_ml(tmp_path / "ml", rows))])
+    assert ran.exit_code == 0, ran.output
+    assert "no cases" in ran.output
+
+
 # -- RecBole rules -------------------------------------------------------------------------
 
 

@@ -94,7 +94,14 @@ def load_dataset(name_or_path: str | Path, *, root: str | Path | None = None) ->
                 "Amazon *.json[.gz]; for any other CSV write a dataset YAML naming its columns "
                 "and pass --data FILE.yaml (README: 'Bring your own dataset')",
             )
-        return loader(path)
+        dataset = loader(path)
+        if not len(dataset):  # else every command would go on to report zero cases
+            raise DataError(
+                "the dataset has no rows",
+                location=Location(str(path)),
+                hint="check that the file holds interactions below its header",
+            )
+        return dataset
     where = ", ".join(str(p) for p in looked) or "nowhere (no root given and $RECPROMPT_DATA unset)"
     hint = f"set ${ENV_VAR} to the folder holding {name_or_path!s} or pass --data PATH"
     if str(name_or_path) == "ml-100k":

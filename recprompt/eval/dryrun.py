@@ -56,6 +56,11 @@ class DryRun:
     def warnings(self, limit: int | None = None) -> list[str]:
         """The checks' warnings, and a user shortfall that ``--limit`` does not explain."""
         found = list(self.checks)
+        if not self.cases and limit != 0:  # eval would stop with 'no cases': say so here
+            found.append(
+                "the protocol produced no cases: no user has enough events to hold one out; "
+                "check the dataset and the protocol flags"
+            )
         requested = self.protocol.get("n_users")
         limited = limit is not None and self.cases >= limit
         if requested is not None and len(self.users) < requested and not limited:
