@@ -75,6 +75,45 @@ def test_inputs_are_checked():
         program.render(user_id="1", history="Fargo")
 
 
+SCALARS = """
+name: t.scalars
+task: explanation
+inputs:
+  noun: str
+  count: {type: int, optional: true}
+  short: {type: bool, optional: true}
+  history: history
+template: "{{ noun }} {{ count }} {{ short }} {{ history | titles | join(', ') }}"
+output: {name: text, type: text}
+"""
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"noun": ["movies"]}, "input 'noun' must be str, got"),
+        ({"noun": {"a": 1}}, "input 'noun' must be str, got"),
+        ({"noun": "x", "count": True}, "input 'count' must be int, got True"),
+        ({"noun": "x", "short": "maybe"}, "input 'short' must be bool, got 'maybe'"),
+        ({"noun": "x", "short": [1]}, "input 'short' must be bool, got"),
+        ({"noun": "x", "history": [{"title": {"a": 1}}]}, "'title' must be a string or number"),
+        ({"noun": "x", "history": [{"item_id": [1]}]}, "'item_id' must be a string or number"),
+        ({"noun": "x", "history": [""]}, "an item needs a non-empty id or title"),
+    ],
+)
+def test_inputs_of_the_wrong_type_are_refused_not_printed(inputs, message):
+    """A list given for a str (or a dict for a title) used to be rendered as its repr."""
+    program = recprompt.Program(recprompt.parse_spec(SCALARS))
+    with pytest.raises(InputError, match=message):
+        program.render(**{"history": ["A"], **inputs})
+
+
+def test_scalar_inputs_keep_their_friendly_conversions():
+    program = recprompt.Program(recprompt.parse_spec(SCALARS))
+    rendered = program.render(noun=12, count="3", short="yes", history=[{"item_id": 5}])
+    assert rendered.prompt.startswith("12 3 True 5")
+
+
 def test_item_list_constraint_comes_from_candidates():
     program = recprompt.Program(recprompt.parse_spec(TOPK))
     cands = [{"item_id": str(i), "title": f"Movie {i}"} for i in range(4)]

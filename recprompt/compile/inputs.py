@@ -6,6 +6,7 @@ Item-like inputs accept what users have at hand (titles, ids, or dicts) and beco
 
 from __future__ import annotations
 
+from numbers import Number
 from typing import Any
 
 from recprompt.errors import InputError
@@ -14,6 +15,7 @@ from recprompt.spec.model import InputSpec, Spec
 __all__ = ["Item", "ItemSeq", "make_item", "normalize_inputs"]
 
 ITEM_TYPES = ("items", "history", "candidates")
+TEXTUAL = (str, Number)
 
 
 class Item(dict):
@@ -46,6 +48,13 @@ def _item(value: Any, name: str) -> dict[str, Any]:
             raise InputError(
                 f"input {name!r}: an item needs 'item_id' or 'title', got keys {sorted(item)}"
             )
+        for key in ("item_id", "title"):  # a dict or list here would be printed as its repr
+            field = item.get(key)
+            if field is not None and (isinstance(field, bool) or not isinstance(field, TEXTUAL)):
+                raise InputError(
+                    f"input {name!r}: an item's {key!r} must be a string or number, "
+                    f"got {type(field).__name__}"
+                )
         item.setdefault("item_id", item.get("title"))
         item.setdefault("title", None)
         for field in ("rating", "timestamp"):
@@ -53,6 +62,8 @@ def _item(value: Any, name: str) -> dict[str, Any]:
             if value is None or (isinstance(value, float) and value != value):  # missing or nan
                 item[field] = None
         return item
+    if isinstance(value, str) and not value:
+        raise InputError(f"input {name!r}: an item needs a non-empty id or title, got ''")
     if isinstance(value, str | int):
         return Item(item_id=str(value), title=str(value))
     raise InputError(f"input {name!r}: items must be titles, ids or dicts, got {type(value)}")
@@ -86,13 +97,20 @@ def _coerce(name: str, declared: InputSpec, value: Any) -> Any:
         if declared.max_length and len(items) > declared.max_length:
             items = ItemSeq(items[-declared.max_length :])
         return items
+    if isinstance(value, list | dict) or (isinstance(value, bool) and kind in ("int", "float")):
+        raise InputError(f"input {name!r} must be {kind}, got {value!r}")  # else its repr
     try:
         if kind == "int":
             return int(value)
         if kind == "float":
             return float(value)
         if kind == "bool":
-            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+            if isinstance(value, bool):
+                return value
+            word = str(value).lower()  # anything else was silently False
+            if word not in ("1", "true", "yes", "0", "false", "no"):
+                raise ValueError(word)
+            return word in ("1", "true", "yes")
     except (TypeError, ValueError):
         raise InputError(f"input {name!r} must be {kind}, got {value!r}") from None
     return str(value) if kind == "str" else value
