@@ -368,6 +368,11 @@ def build_backend(
     from recprompt.backends.throttle import Throttle, attach_throttle
     from recprompt.eval.executor import check_concurrency
 
+    if model == "none":  # else litellm takes it for a model name: "is the server running?"
+        raise InputError(
+            "--model none means no model: only eval takes it (it then reports the baselines)",
+            hint="pass --model local, a .gguf path or a litellm model string",
+        )
     parse_kind(server_kind)  # an unknown kind stops here, before any call
     check_concurrency(concurrency)
     Throttle(concurrency, rpm=rpm, tpm=tpm)  # validates the caps before anything is built
@@ -710,6 +715,7 @@ def optimize_command(
     from recprompt._files import check_output_path
     from recprompt.data import load_dataset
     from recprompt.optimize import optimize
+    from recprompt.optimize.run import check_arguments
 
     out_file = out_path(out_given)
     base = out_file.with_suffix("")
@@ -719,13 +725,16 @@ def optimize_command(
         siblings=[Path(f"{base}.report.json"), Path(f"{base}.report.md")] if report else [],
         make_parents=True,
     )
+    # numbers and data are checked before a model is loaded or a server contacted
+    check_arguments(budget, demo_users, valid_users, test_users, report, concurrency)
+    dataset = load_dataset(data)
     backend = build_backend(
         model, api_base, cache, api_key=api_key, server_kind=server_kind, max_cost=max_cost,
         concurrency=concurrency, rpm=rpm, tpm=tpm,
     )  # fmt: skip
     outcome = optimize(
         spec,
-        load_dataset(data),
+        dataset,
         backend,
         budget=budget,
         out=out_file,

@@ -401,6 +401,35 @@ def test_optimize_refuses_tuning_or_reporting_on_nobody(
     assert not out_file.exists()
 
 
+def test_optimize_checks_its_numbers_and_data_before_building_a_model(
+    cli, data_root, tmp_path: Path, monkeypatch
+) -> None:
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built before the arguments were checked")
+
+    monkeypatch.setattr("recprompt.cli.build_backend", no_model)
+    (tmp_path / "r.csv").write_text("user,item\n")
+    (tmp_path / "empty.yaml").write_text("path: r.csv\ncolumns: {user: user, item: item}\n")
+    ml = str(data_root / "ml-100k")
+    for data, flags in [(ml, ["--budget", "0"]), (ml, ["--budget", "9", "--valid-users", "0"]),
+                        (str(tmp_path / "empty.yaml"), ["--budget", "9"])]:  # fmt: skip
+        args = ["optimize", "p5.rating", "--data", data, *flags, "--out", str(tmp_path / "t.json")]
+        _clean_failure(cli.invoke(app, args))
+
+
+@pytest.mark.parametrize("command", ["run", "optimize"])
+def test_model_none_outside_eval_says_it_needs_a_model(cli, data_root, tmp_path, command):
+    """'--model none' used to reach litellm as a model name: 'is the server running?'."""
+    args = {
+        "run": ["run", "p5.rating", "-i", '{"user_id": "1", "item_id": "2"}'],
+        "optimize": ["optimize", "p5.rating", "--data", str(data_root / "ml-100k"),
+                     "--budget", "200", "--out", str(tmp_path / "t.json")],
+    }[command]  # fmt: skip
+    result = cli.invoke(app, [*args, "--model", "none"])
+    _clean_failure(result)
+    assert "--model none" in result.output and "server" not in result.output
+
+
 def test_optimize_refuses_a_special_report_file_before_any_call(cli, data_root, tmp_path):
     precious = tmp_path / "precious.md"
     precious.write_text("precious\n")

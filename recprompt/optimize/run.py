@@ -97,6 +97,20 @@ def _check_users(**counts: int) -> None:
             )
 
 
+def check_arguments(
+    budget: int, demo_users: int, valid_users: int, test_users: int, report: bool, concurrency: int
+) -> None:
+    """The numbers :func:`optimize` takes; the CLI checks them before it loads a model."""
+    from recprompt.eval.executor import check_concurrency
+
+    check_concurrency(concurrency)
+    _check_users(demo_users=demo_users, valid_users=valid_users)
+    if report:  # only the report needs held-out users
+        _check_users(test_users=test_users)
+    if budget < 1:
+        raise InputError(f"--budget must be at least 1 model call, got {budget}")
+
+
 def optimize(
     spec_path: str | os.PathLike[str],
     dataset: Dataset,
@@ -119,15 +133,9 @@ def optimize(
     """Tune the spec at ``spec_path`` on ``dataset`` within ``budget`` calls; save to ``out``.
 
     ``concurrency`` scores that many validation cases at once (threads; same result)."""
-    from recprompt.eval.executor import check_concurrency
     from recprompt.library import resolve_spec_path
 
-    check_concurrency(concurrency)
-    _check_users(demo_users=demo_users, valid_users=valid_users)
-    if report:  # only the report needs held-out users
-        _check_users(test_users=test_users)
-    if budget < 1:
-        raise InputError(f"--budget must be at least 1 model call, got {budget}")
+    check_arguments(budget, demo_users, valid_users, test_users, report, concurrency)
 
     path = resolve_spec_path(spec_path)
     spec = load_spec(path)
