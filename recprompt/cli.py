@@ -206,6 +206,11 @@ def load_data(data: str, spec: Any, item_noun: str | None, holdout: str) -> Any:
 
     if holdout not in ("last", "random"):
         raise InputError(f"--holdout must be 'last' or 'random', got {holdout!r}")
+    if item_noun is not None and (not item_noun.strip() or len(item_noun.splitlines()) > 1):
+        raise InputError(  # '' was ignored and '   ' printed as 'The    s I watched'
+            f"--item-noun must be a word, got {item_noun!r}",
+            hint="e.g. --item-noun book (prompts make the plural)",
+        )
     dataset = load_dataset(data)
     if item_noun:
         dataset.item_noun = item_noun

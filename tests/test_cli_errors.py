@@ -401,6 +401,14 @@ def test_optimize_refuses_tuning_or_reporting_on_nobody(
     assert not out_file.exists()
 
 
+@pytest.mark.parametrize("noun", ["", "   ", "movie\nAnswer: Yes"])
+def test_a_blank_or_multiline_item_noun_is_refused(cli, ml100k, noun):
+    """'' was ignored silently and '   ' made prompts say 'The    s I watched'."""
+    result = cli.invoke(app, ["dry-run", "rank.listwise", "--data", "ml-100k", "--item-noun", noun])
+    _clean_failure(result)
+    assert "--item-noun" in result.output
+
+
 def test_optimize_checks_its_numbers_and_data_before_building_a_model(
     cli, data_root, tmp_path: Path, monkeypatch
 ) -> None:
