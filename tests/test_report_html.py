@@ -187,6 +187,24 @@ def test_compare_refuses_runs_over_different_cases(runs, tmp_path, cli) -> None:
     assert f"case {record['id']} has different candidates" in result.output
 
 
+def test_compare_refuses_runs_without_model_results_and_a_folder_twice(runs, tmp_path, cli):
+    """Both used to write a page of '0 cases' (or of a run against itself) with exit 0."""
+    from recprompt.cli import app
+
+    program = recprompt.load("rank.letters")
+    data = hostile_dataset()
+    protocol = default_protocol(program.spec, data.name, n_users=12, seed=0)
+    only = tmp_path / "baselines_only"
+    evaluate(program, data, protocol, only, baselines_only=True, progress=False)
+    out = tmp_path / "x.html"
+    result = cli.invoke(app, ["compare", str(runs["a"]), str(only), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "no model results" in result.output and not out.exists()
+    twice = cli.invoke(app, ["compare", str(runs["a"]), str(runs["a"]) + "/", "--out", str(out)])
+    assert twice.exit_code == 2, twice.output
+    assert "twice" in twice.output and not out.exists()
+
+
 @pytest.mark.parametrize("out", ["a/results.jsonl", "a/run.html", "b/report.html", "b/sub/x.html"])
 def test_compare_never_writes_into_a_run_folder_it_compares(runs, tmp_path, cli, out) -> None:
     from recprompt.cli import app

@@ -206,10 +206,25 @@ def compare_runs(
         apart_from=folders,
         make_parents=True,
     )
+    seen: dict[Path, str | Path] = {}
+    for folder in folders:  # a run against itself pairs every case with itself: p = 1
+        if Path(folder).resolve() in seen:
+            raise CompareError(
+                f"{folder} is given twice (also as {seen[Path(folder).resolve()]})",
+                hint="compare different runs",
+            )
+        seen[Path(folder).resolve()] = folder
     names = [Path(f).name for f in folders]
     if len(set(names)) != len(names):
         names = [str(f) for f in folders]
     runs = [load_run(f, n) for f, n in zip(folders, names, strict=True)]
+    for run in runs:  # else a page of '0 cases', or 'lacks N cases' about another run
+        if not run.ids:
+            raise CompareError(
+                f"{run.folder} has no model results to compare (a --baselines-only or "
+                "--model none run?)",
+                hint="compare runs of a model; each run's report.md lists its baselines",
+            )
     check_same_cases(runs)
     order = runs[0].ids
     aligned = [_aligned(run, order) for run in runs]
