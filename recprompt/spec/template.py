@@ -242,6 +242,20 @@ def _find_issues(source: str, declared: Iterable[str]) -> list[TemplateIssue]:
                 f"declared: {', '.join(sorted(declared)) or 'none'}",
             )
         )
+    loads = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from"}
+    loads[nodes.Extends] = "extends"
+    for node in tree.find_all(tuple(loads)):  # passed here, then failed on every render
+        word = loads[type(node)]
+        line, column = _position(source, word, node.lineno)
+        issues.append(
+            TemplateIssue(
+                f"template uses {word!r}, but a spec's templates cannot load other files",
+                line,
+                column,
+                "keep each template self-contained: write the text in place, or as another "
+                "variant; a {% macro %} defined in the template itself works",
+            )
+        )
     private: list[TemplateIssue] = []
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         attr = node.attr if isinstance(node, nodes.Getattr) else None
