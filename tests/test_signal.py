@@ -175,6 +175,23 @@ def test_eval_reports_calibration_tuned_weight_and_retrieval(tmp_path: Path) -> 
     assert (tmp_path / "run" / "position_bias_calibration.png").is_file()
 
 
+def test_baselines_only_with_a_retriever_writes_every_report_file(tmp_path: Path) -> None:
+    """The retrieval section read the program's NDCG@10, which a baselines-only run lacks:
+    KeyError after report.json, and no report.md or report.html."""
+    from recprompt.eval.evaluate import OUTPUT_FILES, evaluate
+
+    ds = ratings_dataset()
+    protocol = Protocol(dataset="toy", n_users=6, seed=0, retriever="popularity", shortlist=10)
+    report = evaluate(
+        letters_program(), ds, protocol, tmp_path / "run", baselines_only=True, progress=False
+    )
+    assert report["retrieval"]["retriever"] == "popularity"
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "retriever recall@10" in md and "rerank NDCG@10" not in md
+    assert {"report.md", "report.html"} <= set(OUTPUT_FILES)
+    assert (tmp_path / "run" / "report.html").is_file()
+
+
 def test_retrieval_candidates_come_from_the_retriever_and_exclude_training_items() -> None:
     ds = ratings_dataset()
     protocol = Protocol(dataset="toy", n_users=5, seed=0, retriever="popularity", shortlist=6)

@@ -126,10 +126,11 @@ def signal_markdown(report: dict[str, Any]) -> list[str]:
             f"- retriever recall@{n}: {retrieval[f'recall@{n}']:.3f}",
             f"- retriever alone NDCG@10: {retrieval['retriever_ndcg@10']:.4f}, "
             f"HR@10: {retrieval['retriever_hr@10']:.4f}",
-            f"- rerank NDCG@10: {report['metrics']['ndcg@10']['value']:.4f} "
-            "(the program row above)",
-            f"- {retrieval['note']}",
         ]
+        rerank = (report.get("metrics") or {}).get("ndcg@10")
+        if rerank is not None:  # a baselines-only run has no program row
+            lines.append(f"- rerank NDCG@10: {rerank['value']:.4f} (the program row above)")
+        lines.append(f"- {retrieval['note']}")
     return lines
 
 
