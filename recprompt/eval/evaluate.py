@@ -468,7 +468,7 @@ def _evaluate(
         "environment": numeric_environment(backend),
         "paired": paired_table(values, base_values, seed=protocol.seed),
     }
-    report.update(signal.sections(prepared, records, protocol))
+    report.update(signal.sections(prepared, records, protocol, cases if baselines_only else None))
     if text is not None:
         report["text"] = text
     stages = getattr(program, "stage_runner", None)

@@ -58,8 +58,8 @@ def _position(records: Sequence[dict[str, Any]], key: str, k: int = 10) -> list[
     ]
 
 
-def _retrieval(records: Sequence[dict[str, Any]], protocol: Protocol) -> dict[str, Any]:
-    ranks = [r["meta"].get("retriever_rank") for r in records]
+def _retrieval(metas: Sequence[dict[str, Any]], protocol: Protocol) -> dict[str, Any]:
+    ranks = [m.get("retriever_rank") for m in metas]
     found = np.array([x is not None for x in ranks], dtype=float)
     ndcg = np.array([1.0 / np.log2(x + 1) if x is not None and x <= 10 else 0.0 for x in ranks])
     hr = np.array([1.0 if x is not None and x <= 10 else 0.0 for x in ranks])
@@ -75,9 +75,15 @@ def _retrieval(records: Sequence[dict[str, Any]], protocol: Protocol) -> dict[st
 
 
 def sections(
-    prepared: dict[str, Any], records: Sequence[dict[str, Any]], protocol: Protocol
+    prepared: dict[str, Any],
+    records: Sequence[dict[str, Any]],
+    protocol: Protocol,
+    cases: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
-    """Report sections: calibration (with position before/after), fusion, retrieval."""
+    """Report sections: calibration (with position before/after), fusion, retrieval.
+
+    The retriever is measured over ``cases`` when given (a baselines-only run, which has
+    no records and whose baselines score every case), else over the finished records."""
     out = dict(prepared)
     if "calibration" in out:
         out["calibration"] = {
@@ -86,7 +92,8 @@ def sections(
             "position_after": _position(records, "llm_scores"),
         }
     if protocol.retriever is not None:
-        out["retrieval"] = _retrieval(records, protocol)
+        metas = [c.meta for c in cases] if cases is not None else [r["meta"] for r in records]
+        out["retrieval"] = _retrieval(metas, protocol)
     return out
 
 
