@@ -24,7 +24,7 @@ from rich.text import Text
 from recprompt.cli_args import (
     SAMPLERS,
     check_candidate_flags,
-    data_path,
+    data_reads,
     input_paths,
     make_protocol,
     out_path,
@@ -257,7 +257,9 @@ def dry_run_command(
 
     sink_path = None
     if prompts_out is not None:
-        sink_path = check_output_path(out_path(prompts_out), inputs=input_paths(spec, data))
+        sink_path = check_output_path(
+            out_path(prompts_out), inputs=input_paths(spec, data), apart_from=data_reads(data)
+        )
     program = recprompt.load(spec)
     dataset = load_data(data, program.spec, item_noun, holdout)
     protocol = make_protocol(
@@ -573,13 +575,12 @@ def eval_command(
 
         connect(ray_address)
     out_dir = out_path(out_given)
-    dataset_folder = data_path(data)
     check_output_path(
         out_dir,
         folder=True,
         inputs=input_paths(spec, data),
         writes=OUTPUT_FILES,
-        apart_from=[dataset_folder] if dataset_folder and dataset_folder.is_dir() else [],
+        apart_from=data_reads(data),
     )
     # the spec, variant, baselines and retrieval are checked before any folder is made
     checked = recprompt.load(spec, variant=variant, temperature=temperature, seed=seed)
@@ -728,6 +729,7 @@ def optimize_command(
         out_file,
         inputs=input_paths(spec, data),
         siblings=[Path(f"{base}.report.json"), Path(f"{base}.report.md")] if report else [],
+        apart_from=data_reads(data),
         make_parents=True,
     )
     # numbers and data are checked before a model is loaded or a server contacted

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_INPUT_BYTES",
     "SAMPLERS",
     "data_path",
+    "data_reads",
     "input_paths",
     "make_protocol",
     "out_path",
@@ -155,6 +156,27 @@ def data_path(data: str) -> Path | None:
     if os.environ.get("RECPROMPT_DATA"):
         return Path(os.environ["RECPROMPT_DATA"]).expanduser() / data
     return None
+
+
+def data_reads(data: str) -> list[Path]:
+    """Where a dataset is read from, which no output may replace or lie in: the --data
+    folder or file, and the files and folders a dataset YAML names (its own folder may
+    hold outputs: only what it names is data)."""
+    from recprompt.data.descriptor import DatasetFile, _read
+
+    found = data_path(data)
+    if found is None or not found.exists():
+        return []
+    reads = [found]
+    if found.is_file() and found.suffix in (".yaml", ".yml"):
+        try:
+            described: DatasetFile = _read(found)
+        except RecpromptError:  # reported by the loader, with its location
+            return reads
+        reads.append((found.parent / described.path).expanduser())
+        if described.items is not None:
+            reads.append((found.parent / described.items.path).expanduser())
+    return reads
 
 
 def input_paths(spec: str, data: str | None = None) -> list[Path]:

@@ -156,6 +156,41 @@ def test_eval_never_writes_into_or_around_the_dataset(cli, tmp_path, where):
 
 
 @pytest.mark.parametrize(
+    ("command", "target"),
+    [("dry-run", "u.item"), ("dry-run", "ratings.csv"), ("dry-run", "titles.csv"),
+     ("optimize", "u.item"), ("optimize", "ratings.csv"), ("eval", "ratings.csv")],
+)  # fmt: skip
+def test_no_output_replaces_a_file_the_dataset_is_read_from(cli, tmp_path, command, target):
+    """dry-run --out DATA/u.item replaced the dataset's titles (only the --data path itself
+    was protected); a dataset YAML's CSVs were not protected by any command."""
+    data = _ml100k_folder(tmp_path / "ml", 6, "Movie")
+    rows = "".join(f"u{u},i{i},4,{u * 10 + i}\n" for u in range(4) for i in range(5))
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "ratings.csv").write_text("user,item,rating,ts\n" + rows)
+    (tmp_path / "csv" / "titles.csv").write_text("item,title\n" + "i0,Zero\n")
+    descriptor = tmp_path / "books.yaml"
+    descriptor.write_text(
+        "path: csv/ratings.csv\ncolumns: {user: user, item: item, rating: rating, timestamp: ts}"
+        "\nitems: {path: csv/titles.csv, item: item, title: title}\n"
+    )
+    source = data if target == "u.item" else descriptor
+    out = (data if target == "u.item" else tmp_path / "csv") / target
+    if command == "eval":
+        out = tmp_path / "csv"
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    args = {
+        "dry-run": ["dry-run", "p5.rating", "--data", str(source), "--show", "0"],
+        "optimize": ["optimize", "p5.rating", "--data", str(source), "--budget", "100",
+                     "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"],
+        "eval": ["eval", "p5.rating", "--data", str(source), "--model", "none"],
+    }[command]  # fmt: skip
+    result = cli.invoke(app, [*args, "--out", str(out)])
+    _clean_failure(result)
+    assert "which this command reads" in result.output
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--baselines", "bpr"], "bpr cannot predict the ratings of p5.rating"),
