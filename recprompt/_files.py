@@ -96,15 +96,23 @@ def open_regular(path: str | Path) -> IO[bytes]:
 
 
 def check_replaceable(path: str | Path, *, flag: str | None = None) -> None:
-    """Refuse an existing ``path`` that is not a regular file (a symlink included).
+    """Refuse an existing ``path`` that is not a regular file (a symlink included), or that
+    is read-only.
 
     Outputs are replaced whole by a rename, which would put a plain file in place of a
-    symlink (not writing through it), a named pipe or a device such as ``/dev/stdout``.
+    symlink (not writing through it), a named pipe or a device such as ``/dev/stdout``, and
+    which succeeds on a file without write permission (always, for root).
     """
     kind = special_kind(path, follow=False)
-    if kind is None:
-        return
     what = f"{flag} {path}" if flag else str(path)
+    if kind is None:
+        with contextlib.suppress(OSError, ValueError):
+            if not os.lstat(path).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+                raise InputError(
+                    f"{what} is read-only: recprompt would replace it",
+                    hint="pass another path, or make it writable (chmod u+w) to replace it",
+                )
+        return
     raise InputError(
         f"{what} is {kind}, not a regular file: recprompt replaces its output files whole "
         "and would replace it",

@@ -231,6 +231,26 @@ def test_the_atomic_writer_never_replaces_a_special_file(tmp_path, kind):
         check_replaceable("/dev/null")  # checked only: the writer must never be tried on it
 
 
+def test_a_read_only_file_is_never_replaced(tmp_path, cli, data_root, monkeypatch):
+    """A rename replaces a file whatever its mode (and root ignores modes): a file made
+    read-only, e.g. a protected result or a dataset file, was replaced without a word."""
+    from recprompt._files import write_text_atomic
+    from recprompt.cli import app
+
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text("precious\n")
+    kept.chmod(0o444)
+    with pytest.raises(InputError, match="read-only"):
+        write_text_atomic(kept, "new\n")
+    monkeypatch.setenv("RECPROMPT_DATA", str(data_root))
+    args = ["dry-run", "p5.rating", "--data", "ml-100k", "--users", "2", "--out", str(kept)]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "read-only" in result.output and "Traceback" not in result.output
+    assert kept.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.jsonl"]
+
+
 @pytest.mark.parametrize("kind", ["symlink", "fifo"])
 def test_dry_run_refuses_a_special_out_file_up_front(tmp_path, cli, data_root, monkeypatch, kind):
     from recprompt.cli import app
