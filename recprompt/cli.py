@@ -449,6 +449,8 @@ def run(
     ``--input @cases.jsonl`` runs every line (a JSON object each) with ``--concurrency``
     calls in flight and prints one JSON prediction per line, in input order."""
     batch = parse_batch(input) if input.startswith("@") and input.endswith(".jsonl") else None
+    if batch is not None:
+        check_batch(spec, variant, batch, Path(input[1:]))
     program = load_program(
         spec, variant, model, api_base, cache, temperature, seed,
         api_key=api_key, server_kind=server_kind, max_cost=max_cost, chat_format=chat_format,
@@ -458,13 +460,33 @@ def run(
         prediction = program(**parse_input(input))
         out.print_json(prediction.model_dump_json())
         return
-    for prediction in program.batch(batch, concurrency=concurrency):
+    for prediction in program.batch([case for _, case in batch], concurrency=concurrency):
         sys.stdout.write(prediction.model_dump_json() + "\n")
     sys.stdout.flush()
 
 
-def parse_batch(text: str) -> list[dict[str, Any]]:
-    """``--input @cases.jsonl``: one JSON object per non-empty line."""
+def check_batch(
+    spec: str, variant: str | None, batch: list[tuple[int, dict[str, Any]]], path: Path
+) -> None:
+    """Check every line's inputs against the spec before a model is loaded: a bad line would
+    otherwise stop the batch after the calls of the lines before it, and lose their answers.
+    (Specs with stages get some inputs from the stages, so their lines are checked per call.)
+    """
+    import recprompt
+    from recprompt.compile.inputs import normalize_inputs
+
+    checked = recprompt.load(spec, variant=variant)
+    if checked.spec.stages:
+        return
+    for number, case in batch:
+        try:
+            normalize_inputs(checked.spec, case)
+        except InputError as exc:
+            raise InputError(f"{path}:{number}: {exc.message}", hint=exc.hint) from None
+
+
+def parse_batch(text: str) -> list[tuple[int, dict[str, Any]]]:
+    """``--input @cases.jsonl``: one JSON object per non-empty line, with its line number."""
     from recprompt._files import open_regular
 
     path = Path(text[1:])
@@ -484,7 +506,7 @@ def parse_batch(text: str) -> list[dict[str, Any]]:
             value = parse_input(line)
         except InputError as exc:
             raise InputError(f"{path}:{number}: {exc.message}", hint=exc.hint) from None
-        cases.append(value)
+        cases.append((number, value))
     if not cases:
         raise InputError(f"{path} has no cases", hint="write one JSON object per line")
     return cases

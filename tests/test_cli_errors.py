@@ -275,6 +275,22 @@ def test_a_batch_line_with_a_lone_surrogate_is_a_clear_error(cli, tmp_path):
     assert f"{batch}:2" in result.output and "not valid Unicode" in result.output
 
 
+def test_every_batch_line_is_checked_before_a_model_is_built(cli, tmp_path, monkeypatch):
+    """A bad line 3 was found after the calls of lines 1-2, whose answers were then lost,
+    and the error did not say which line."""
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built before the lines were checked")
+
+    monkeypatch.setattr("recprompt.cli.build_backend", no_model)
+    batch = tmp_path / "cases.jsonl"
+    good = '{"user_id": "1", "item_id": "2"}\n'
+    batch.write_text(good + good + '{"user_id": "1", "itme_id": "2"}\n')
+    result = cli.invoke(app, ["run", "p5.rating", "--input", f"@{batch}"])
+    _clean_failure(result)
+    assert f"{batch}:3: p5.rating: unknown input(s) ['itme_id']" in result.output
+
+
 @contextlib.contextmanager
 def _fifo(path: Path):
     """A named pipe; should a reader block on it, a watchdog opens it for writing after 10 s
