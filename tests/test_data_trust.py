@@ -308,6 +308,15 @@ def test_dry_run_says_when_the_protocol_yields_no_cases(tmp_path: Path, cli) -> 
     assert "no cases" in ran.output
 
 
+@pytest.mark.parametrize("row", [",i1,4", "u1,,4", "u1,  ,4"])
+def test_an_empty_user_or_item_id_is_a_data_error_at_its_line(tmp_path: Path, row: str) -> None:
+    """An empty id became a user (or item) named '' that every empty cell joined."""
+    (tmp_path / "r.csv").write_text(f"user,item,rating\nu1,i2,3\n{row}\n")
+    (tmp_path / "d.yaml").write_text("path: r.csv\ncolumns: {user: user, item: item}\n")
+    with pytest.raises(DataError, match=r"r\.csv:3: empty (user|item) id"):
+        load_dataset(tmp_path / "d.yaml")
+
+
 # -- RecBole rules -------------------------------------------------------------------------
 
 

@@ -111,6 +111,9 @@ def load_csv(
     users, item_col, ratings, stamps = [], [], [], []
     table: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (items or {}).items()}
     for n, row in _rows(path, fh, reader, fields):
+        for what, column in (("user", user), ("item", item)):
+            if not row[column].strip():  # else one user (or item) named '' gathers them all
+                fail(path, n, f"empty {what} id (column {column!r})", "fill or remove the row")
         users.append(row[user])
         item_col.append(row[item])
         ratings.append(parse_rating(row[rating], path, n) if rating else float("nan"))
