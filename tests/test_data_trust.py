@@ -317,6 +317,21 @@ def test_an_empty_user_or_item_id_is_a_data_error_at_its_line(tmp_path: Path, ro
         load_dataset(tmp_path / "d.yaml")
 
 
+@pytest.mark.parametrize(
+    ("fmt", "field"),
+    [("movielens", "columns: {user: a}"), ("movielens", "file_order_is_time: true"),
+     ("recbole", "delimiter: ';'"), ("amazon", "encoding: latin-1"), ("p5", "items: "
+     "{path: t.csv, item: i, title: t}")],
+)  # fmt: skip
+def test_dataset_yaml_fields_its_format_ignores_are_refused(tmp_path: Path, fmt, field) -> None:
+    """They were accepted and changed nothing."""
+    data = _ml(tmp_path / "ml", ["1\t1\t4\t1", "1\t2\t4\t2"])
+    (tmp_path / "d.yaml").write_text(f"format: {fmt}\npath: {data.name}\n{field}\n")
+    name = field.split(":")[0]
+    with pytest.raises(DataError, match=rf"d\.yaml: '{name}' is not used by format {fmt}"):
+        load_dataset(tmp_path / "d.yaml")
+
+
 # -- RecBole rules -------------------------------------------------------------------------
 
 

@@ -67,6 +67,16 @@ class DatasetFile(BaseModel):
     file_order_is_time: bool = False
 
 
+_ANY = {"format", "path", "name", "item_noun"}
+USED_BY = {
+    "recbole": _ANY | {"columns", "file_order_is_time"},
+    "movielens": _ANY,
+    "amazon": _ANY,
+    "p5": _ANY,
+}
+"""The fields each format reads beyond CSV, which reads them all."""
+
+
 def _read(path: Path) -> DatasetFile:
     where = Location(str(path))
     try:
@@ -111,6 +121,14 @@ def load_descriptor(path: str | Path) -> Dataset:
 
     path = Path(path)
     spec = _read(path)
+    unused = sorted(spec.model_fields_set - USED_BY.get(spec.format, set(DatasetFile.model_fields)))
+    if unused:  # accepted and ignored, they would change nothing
+        raise DataError(
+            f"{unused[0]!r} is not used by format {spec.format}",
+            location=Location(str(path)),
+            hint=f"remove it; format {spec.format} reads "
+            + ", ".join(sorted(USED_BY[spec.format])),
+        )
     data = (path.parent / spec.path).expanduser()
     if not data.exists():
         raise DataError(f"data path {spec.path!r} not found", location=Location(str(path)))
