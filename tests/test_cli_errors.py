@@ -291,6 +291,24 @@ def test_every_batch_line_is_checked_before_a_model_is_built(cli, tmp_path, monk
     assert f"{batch}:3: p5.rating: unknown input(s) ['itme_id']" in result.output
 
 
+@pytest.mark.parametrize("variant", ["nope", ""])
+@pytest.mark.parametrize("command", ["eval", "dry-run", "render", "run"])
+def test_an_unknown_or_empty_variant_is_refused_by_every_command(cli, tmp_path, command, variant):
+    """eval stopped with a KeyError traceback; '' was taken for 'the default' elsewhere."""
+    data = str(_ml100k_folder(tmp_path / "ml", 6, "Movie"))
+    server = ["--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"]  # never reached
+    args = {
+        "eval": ["eval", "p5.rating", "--data", data, "--model", "none", "--out",
+                 str(tmp_path / "run")],
+        "dry-run": ["dry-run", "p5.rating", "--data", data],
+        "render": ["render", "p5.rating", "-i", '{"user_id": "1", "item_id": "2"}'],
+        "run": ["run", "p5.rating", "-i", '{"user_id": "1", "item_id": "2"}', *server],
+    }[command]  # fmt: skip
+    result = cli.invoke(app, [*args, "--variant", variant])
+    _clean_failure(result)
+    assert f"no variant {variant!r}" in result.output and "1-1" in result.output
+
+
 @contextlib.contextmanager
 def _fifo(path: Path):
     """A named pipe; should a reader block on it, a watchdog opens it for writing after 10 s

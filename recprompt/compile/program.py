@@ -66,6 +66,15 @@ def check_temperature(value: Any) -> float:
     return value
 
 
+def check_variant(spec: Spec, variant: str | None) -> str | None:
+    """``variant`` if the spec has it (None: the default); an unknown or empty id is an
+    InputError listing the known ones, before any work (eval stopped with a KeyError)."""
+    if variant is not None and variant not in {v.id for v in spec.all_variants()}:
+        ids = ", ".join(v.id for v in spec.all_variants())
+        raise InputError(f"{spec.name}: no variant {variant!r}", hint=f"variants: {ids}")
+    return variant
+
+
 class Program(dspy.Module):
     """Call it with the spec's inputs to get a typed prediction; ``render`` shows the prompt."""
 
@@ -80,7 +89,7 @@ class Program(dspy.Module):
     ) -> None:
         super().__init__()
         self.spec = spec
-        self.variant = variant
+        self.variant = check_variant(spec, variant)
         self.backend = backend
         self.temperature = check_temperature(temperature)
         self.seed = seed
@@ -174,7 +183,8 @@ class Program(dspy.Module):
 
     def render(self, variant: str | None = None, **inputs: Any) -> Rendered:
         """The exact prompt, constraint and token limit of a call, with no model involved."""
-        return render(self.spec, inputs, variant=variant or self.variant, demos=self.demos(inputs))
+        chosen = self.variant if variant is None else check_variant(self.spec, variant)
+        return render(self.spec, inputs, variant=chosen, demos=self.demos(inputs))
 
     def rank(self, candidates: list[Any], **inputs: Any) -> Any:
         """Rank ``candidates`` with the spec's ``rank:`` strategy (see recprompt.rank)."""

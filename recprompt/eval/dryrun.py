@@ -111,7 +111,7 @@ class DryRun:
 def _variant_id(program: Program, variant: str | None) -> str:
     """The id of the variant to render; an unknown id is an InputError listing the known."""
     try:
-        return program.spec.variant(variant or program.variant).id
+        return program.spec.variant(program.variant if variant is None else variant).id
     except KeyError:
         known = ", ".join(v.id for v in program.spec.all_variants())
         raise InputError(
