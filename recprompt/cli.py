@@ -567,7 +567,9 @@ def eval_command(
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Ray cluster (default: start one).")
     ] = None,
-    ray_actors: Annotated[int, typer.Option("--ray-actors", help="Ray actors (shards).")] = 2,
+    ray_actors: Annotated[
+        int | None, typer.Option("--ray-actors", help="Ray actors (shards; default: 2).")
+    ] = None,
     retriever: Annotated[
         str | None,
         typer.Option(
@@ -591,6 +593,9 @@ def eval_command(
     from recprompt.eval.runner import Limits
 
     check_concurrency(concurrency)  # bad numbers stop before any folder is made
+    if ray_actors is not None and engine != "ray":  # else accepted and unused
+        raise InputError("--ray-actors needs --engine ray", hint="add --engine ray")
+    ray_actors = 2 if ray_actors is None else ray_actors
     check_engine(engine, ray_address, ray_actors)
     if engine == "ray":  # fail fast, before anything is written: Ray missing or unreachable
         from recprompt.eval.ray_engine import connect

@@ -309,6 +309,16 @@ def test_an_unknown_or_empty_variant_is_refused_by_every_command(cli, tmp_path, 
     assert f"no variant {variant!r}" in result.output and "1-1" in result.output
 
 
+def test_ray_actors_without_the_ray_engine_is_refused(cli, tmp_path):
+    """It was accepted and changed nothing (--ray-address was already refused)."""
+    data = str(_ml100k_folder(tmp_path / "ml", 6, "Movie"))
+    args = ["eval", "p5.rating", "--data", data, "--model", "none", "--out", str(tmp_path / "r")]
+    result = cli.invoke(app, [*args, "--ray-actors", "4"])
+    _clean_failure(result)
+    assert "--ray-actors needs --engine ray" in result.output
+    assert not (tmp_path / "r").exists()
+
+
 @contextlib.contextmanager
 def _fifo(path: Path):
     """A named pipe; should a reader block on it, a watchdog opens it for writing after 10 s
