@@ -385,6 +385,16 @@ def build_backend(
     Throttle(concurrency, rpm=rpm, tpm=tpm)  # validates the caps before anything is built
     options: dict[str, Any] = {"api_base": api_base} if api_base else {}
     local = model == "local" or model.startswith("local:") or model.endswith(".gguf")
+    given = {"--api-base": api_base, "--api-key": api_key, "--chat-format": chat_format}
+    given["--server-kind"] = None if server_kind == "auto" else server_kind
+    unused = ("--api-base", "--api-key", "--server-kind") if local else ("--chat-format",)
+    for flag in unused:  # accepted, they would change nothing
+        if given[flag]:
+            raise InputError(
+                f"{flag} does nothing with --model {model}",
+                hint="--api-base, --api-key and --server-kind are for servers, --chat-format "
+                "for a local model",
+            )
     if local:
         options = {"chat_format": chat_format} if chat_format else {}
     else:

@@ -319,6 +319,22 @@ def test_ray_actors_without_the_ray_engine_is_refused(cli, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    ("flags", "unused"),
+    [(["--model", "local", "--api-base", "http://127.0.0.1:9/v1"], "--api-base"),
+     (["--model", "x.gguf", "--server-kind", "vllm"], "--server-kind"),
+     (["--model", "local", "--api-key", "k"], "--api-key"),
+     (["--model", "openai/x", "--chat-format", "gemma"], "--chat-format")],
+)  # fmt: skip
+def test_backend_flags_the_model_does_not_use_are_refused(cli, flags, unused):
+    """They were accepted and changed nothing: a local model reaches no server, and a
+    server applies its own chat format."""
+    args = ["run", "p5.rating", "-i", '{"user_id": "1", "item_id": "2"}']
+    result = cli.invoke(app, [*args, *flags])
+    _clean_failure(result)
+    assert f"{unused} does nothing with --model {flags[1]}" in result.output
+
+
 @contextlib.contextmanager
 def _fifo(path: Path):
     """A named pipe; should a reader block on it, a watchdog opens it for writing after 10 s
