@@ -98,6 +98,19 @@ def test_deeply_nested_amazon_lines_are_data_errors(tmp_path: Path) -> None:
         load_amazon(amazon.with_suffix(""))
 
 
+@pytest.mark.parametrize("value", ["null", '""', '"  "'])
+def test_an_amazon_review_without_a_reviewer_or_asin_value_is_a_data_error(
+    tmp_path: Path, value: str
+) -> None:
+    """A null id became the user (or item) 'None', an empty one the user ''."""
+    ok = json.dumps({"reviewerID": "u", "asin": "i", "overall": 5, "unixReviewTime": 1})
+    amazon = tmp_path / "a.json"
+    for field, other in (("reviewerID", '"asin": "i"'), ("asin", '"reviewerID": "u"')):
+        amazon.write_text(ok + "\n" + f'{{"{field}": {value}, {other}, "overall": 4}}' + "\n")
+        with pytest.raises(DataError, match=rf"a\.json:2: field '{field}' is empty"):
+            load_amazon(amazon)
+
+
 # -- repeated interactions -----------------------------------------------------------------
 
 

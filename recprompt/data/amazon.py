@@ -41,6 +41,8 @@ def _record(line: str, path: Path, n: int, required: tuple[str, ...] = _REQUIRED
     for key in required:
         if key not in obj:
             fail(path, n, f"review has no {key!r} field", "is this an Amazon review file?")
+        if obj[key] is None or not str(obj[key]).strip():  # else a user or item 'None' or ''
+            fail(path, n, f"field {key!r} is empty", "fill or remove the review")
     for key in (*required, "unixReviewTime", "overall"):
         value = obj.get(key)
         if value is not None and not isinstance(value, str | int | float):
