@@ -96,6 +96,17 @@ def test_results_without_run_json_are_refused_and_left_untouched(tmp_path):
     assert (first / "results.jsonl").read_bytes() == before
 
 
+def test_a_folder_with_report_files_but_no_run_json_is_left_untouched(tmp_path):
+    """A user's own report.md in --out was replaced without a word."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "report.md").write_text("my notes\n")
+    with pytest.raises(RecpromptError, match=r"holds report\.md but no run\.json"):
+        run(rating_program(), small_dataset(), folder)
+    assert sorted(p.name for p in folder.iterdir() if p.name != ".recprompt.lock") == ["report.md"]
+    assert (folder / "report.md").read_text() == "my notes\n"
+
+
 def test_unreadable_run_json_is_refused(tmp_path):
     ds = small_dataset()
     run(rating_program(), ds, tmp_path)

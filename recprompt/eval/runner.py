@@ -151,11 +151,14 @@ def check_folder(out: Path, config: RunConfig) -> None:
                 out, f"holds results of a different run (differs in: {'; '.join(changed)})"
             )
         return
-    results = out / "results.jsonl"
-    if results.exists() and results.stat().st_size > 0:
+    from recprompt.eval.evaluate import OUTPUT_FILES
+
+    # run.json is written first, so these are another run's or the user's own files
+    found = [n for n in OUTPUT_FILES if (out / n).is_file() and (out / n).stat().st_size > 0]
+    if found:
         raise _refuse(
             out,
-            "holds results.jsonl but no run.json: nothing says which run made them",
+            f"holds {', '.join(found)} but no run.json: nothing says which run made them",
             resumable=False,
         )
     write_text_atomic(path, json.dumps(new, indent=2, sort_keys=True))
