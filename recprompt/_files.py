@@ -215,7 +215,8 @@ def check_output_path(
 
     ``folder`` outputs may exist as folders (and are created with their parents); file outputs
     must not be folders and need an existing parent folder, unless ``make_parents`` (then the
-    nearest existing ancestor must be a folder). ``inputs`` are the files the
+    nearest existing ancestor must be a folder, and the missing folders are made last, once
+    every check passed). ``inputs`` are the files the
     command reads: writing over one of them (``dry-run SPEC --out SPEC``) is refused, and so
     is a folder output whose ``writes`` (the file names it will write) include an input.
     ``siblings`` are further files a file output writes beside it (``compare``'s ``.json``).
@@ -259,6 +260,14 @@ def check_output_path(
     probe = path if folder and path.is_dir() else path.parent
     if probe.exists() and not os.access(probe, os.W_OK):
         raise InputError(f"{flag} {where}: {probe} is not writable", hint=hint)
+    if make_parents and not folder:  # made now: a folder that cannot be made (in /proc, say)
+        try:  # would otherwise fail only when the result is saved, after all the work
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"{flag} {where}: cannot make the folder {path.parent}: {exc.strerror or exc}",
+                hint=hint,
+            ) from None
     return path
 
 

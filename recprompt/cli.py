@@ -727,7 +727,14 @@ def schema(
     from recprompt.spec.schema import write_schema
 
     out_dir = check_output_path(out_path(out_given), folder=True)
-    out.print(f"wrote {write_schema(out_dir)}")
+    try:
+        written = write_schema(out_dir)
+    except OSError as exc:  # e.g. a folder under /proc, which cannot be made
+        raise InputError(
+            f"--out {out_dir}: cannot write the schema: {exc.strerror or exc}",
+            hint="pass another --out",
+        ) from None
+    out.print(f"wrote {written}")
 
 
 @app.command("optimize")

@@ -335,6 +335,28 @@ def test_backend_flags_the_model_does_not_use_are_refused(cli, flags, unused):
     assert f"{unused} does nothing with --model {flags[1]}" in result.output
 
 
+@pytest.mark.parametrize("command", ["optimize", "schema"])
+def test_an_output_folder_that_cannot_be_made_stops_before_any_work(
+    cli, tmp_path, monkeypatch, command
+):
+    """schema --out /proc/x stopped with a FileNotFoundError traceback; optimize --out
+    /proc/x/p.json failed only when saving, after its whole budget was spent."""
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built before the --out folder was made")
+
+    monkeypatch.setattr("recprompt.cli.build_backend", no_model)
+    data = str(_ml100k_folder(tmp_path / "ml", 6, "Movie"))
+    args = {
+        "optimize": ["optimize", "p5.rating", "--data", data, "--budget", "100",
+                     "--out", "/proc/recprompt-x/p.json"],
+        "schema": ["schema", "--out", "/proc/recprompt-x"],
+    }[command]  # fmt: skip
+    result = cli.invoke(app, args)
+    _clean_failure(result)
+    assert "/proc/recprompt-x" in result.output and "cannot" in result.output
+
+
 @contextlib.contextmanager
 def _fifo(path: Path):
     """A named pipe; should a reader block on it, a watchdog opens it for writing after 10 s
