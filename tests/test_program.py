@@ -114,6 +114,17 @@ def test_scalar_inputs_keep_their_friendly_conversions():
     assert rendered.prompt.startswith("12 3 True 5")
 
 
+def test_a_top_k_list_over_fewer_than_k_candidates_is_refused_before_a_call():
+    """The constraint 'exactly 2 distinct items from 1 candidates' was rendered and sent."""
+    backend = ReplayBackend("['Movie 0']")
+    program = recprompt.Program(recprompt.parse_spec(TOPK), backend=backend)
+    with pytest.raises(InputError, match="asks for 2 distinct candidates, but 1 were given"):
+        program.render(history=[], candidates=["Movie 0"])
+    with pytest.raises(InputError, match="asks for 2 distinct candidates"):
+        program(history=[], candidates=["Movie 0"])
+    assert backend.calls == []
+
+
 def test_item_list_constraint_comes_from_candidates():
     program = recprompt.Program(recprompt.parse_spec(TOPK))
     cands = [{"item_id": str(i), "title": f"Movie {i}"} for i in range(4)]

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from recprompt.constraints import Choice, Constraint, ItemList, ListFormat
+from recprompt.errors import InputError
 from recprompt.types.base import OutputBase, ParseFailure
 
 __all__ = ["ItemListOutput", "ItemOutput", "item_name"]
@@ -83,7 +84,13 @@ class ItemListOutput(_FromCandidates):
         return self
 
     def constraint(self, inputs: dict[str, Any]) -> ItemList:
-        return ItemList(tuple(self.names(inputs)), self.k, self.format)
+        names = tuple(self.names(inputs))
+        if len(names) < self.k:  # no answer could satisfy it: refused before any call
+            raise InputError(
+                f"the output asks for {self.k} distinct candidates, but {len(names)} were given",
+                hint=f"pass at least {self.k} distinct candidates, or lower the output's k",
+            )
+        return ItemList(names, self.k, self.format)
 
     def token_limit(self, inputs: dict[str, Any], constraint: Constraint | None = None) -> int:
         """Room for K of the longest names (about 2 characters per token, plus quoting)."""
