@@ -24,6 +24,7 @@ from rich.text import Text
 from recprompt.cli_args import (
     SAMPLERS,
     check_candidate_flags,
+    data_path,
     data_reads,
     input_paths,
     make_protocol,
@@ -100,6 +101,8 @@ def validate(
 
     files: list[Path] = []
     for given in paths:
+        if not given:  # Path("") is the current folder: every YAML below it
+            raise InputError("an empty path was given", hint="pass spec files, folders or names")
         path = Path(given)
         if path.is_dir():
             try:
@@ -211,6 +214,7 @@ def load_data(data: str, spec: Any, item_noun: str | None, holdout: str) -> Any:
             f"--item-noun must be a word, got {item_noun!r}",
             hint="e.g. --item-noun book (prompts make the plural)",
         )
+    data_path(data)  # an empty --data is refused, not read as the current folder
     dataset = load_dataset(data)
     if item_noun:
         dataset.item_noun = item_noun

@@ -149,7 +149,12 @@ def out_path(text: str, flag: str = "--out") -> Path:
 
 
 def data_path(data: str) -> Path | None:
-    """Where ``--data`` is read from: the path as given, else the name under $RECPROMPT_DATA."""
+    """Where ``--data`` is read from: the path as given, else the name under $RECPROMPT_DATA.
+    An empty one is refused (``Path("")`` would silently mean the current folder)."""
+    if not data:
+        raise InputError(
+            "--data is empty", hint="pass --data PATH, or a dataset name under $RECPROMPT_DATA"
+        )
     given = Path(data).expanduser()
     if given.exists():
         return given

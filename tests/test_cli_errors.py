@@ -357,6 +357,27 @@ def test_an_output_folder_that_cannot_be_made_stops_before_any_work(
     assert "/proc/recprompt-x" in result.output and "cannot" in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["validate", ""], "an empty path"),
+     (["dry-run", "p5.rating", "--data", ""], "--data is empty"),
+     (["eval", "p5.rating", "--data", "", "--model", "none", "--out", "run"], "--data is empty"),
+     (["optimize", "p5.rating", "--data", "", "--budget", "9", "--out", "p.json"],
+      "--data is empty")],
+)  # fmt: skip
+def test_an_empty_path_is_refused_not_the_current_folder(cli, tmp_path, monkeypatch, args, message):
+    """'' meant the current folder: validate checked every YAML below it, and --data ''
+    loaded whatever dataset the current folder held."""
+    _ml100k_folder(tmp_path, 6, "Movie")
+    (tmp_path / "spec.yaml").write_text("name: x\n")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = cli.invoke(app, args)
+    _clean_failure(result)
+    assert message in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 @contextlib.contextmanager
 def _fifo(path: Path):
     """A named pipe; should a reader block on it, a watchdog opens it for writing after 10 s
