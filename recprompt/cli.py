@@ -630,7 +630,7 @@ def eval_command(
     )
     retrieval = _retrieval_options(retriever, shortlist)
     check_plan(checked.spec, chosen, retriever, retrieval.get("shortlist"))
-    check_candidate_flags(checked.spec, negatives, sampler)
+    check_candidate_flags(checked.spec, negatives, sampler, history)
     with exclusive_lock(out_dir):  # before loading a model: a second run stops at once
         baselines_only = baselines_only or model == "none"
         if baselines_only:

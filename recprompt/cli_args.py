@@ -103,9 +103,16 @@ def parse_input(text: str) -> dict[str, Any]:
     return value
 
 
-def check_candidate_flags(spec: Any, negatives: int | None, sampler: str) -> None:
-    """Refuse --negatives and --sampler where no negatives are drawn: they would be recorded
-    in the run's identity while changing nothing."""
+HISTORY_INPUTS = ("history", "liked", "disliked", "example_history", "user_examples")
+"""Inputs that evaluation fills from the user's history (see recprompt.eval.cases)."""
+
+
+def check_candidate_flags(
+    spec: Any, negatives: int | None, sampler: str, history: int | None = None
+) -> None:
+    """Refuse --negatives and --sampler where no negatives are drawn, and --history where no
+    history is read: they would be recorded in the run's identity while changing nothing.
+    (Specs with stages may pass the history to a stage, so --history is left to them.)"""
     from recprompt.eval.cases import _is_ranking
 
     ranking = _is_ranking(spec)
@@ -119,6 +126,13 @@ def check_candidate_flags(spec: Any, negatives: int | None, sampler: str) -> Non
             f"--sampler draws the negatives of ranking specs, but {spec.name} ranks nothing",
             hint="drop --sampler, or evaluate a ranking spec",
         )
+    reads = any(n in HISTORY_INPUTS or d.type == "history" for n, d in spec.inputs.items())
+    if history is not None and not (reads or spec.stages):
+        raise InputError(
+            f"--history sets the history of specs that read one, but {spec.name} has no "
+            f"history input ({', '.join(HISTORY_INPUTS)})",
+            hint="drop --history",
+        )
 
 
 def make_protocol(spec: Any, dataset: Any, **settings: Any) -> Any:
@@ -127,7 +141,12 @@ def make_protocol(spec: Any, dataset: Any, **settings: Any) -> Any:
 
     from recprompt.eval.cases import default_protocol
 
-    check_candidate_flags(spec, settings.get("n_negatives"), settings.get("sampler", "uniform"))
+    check_candidate_flags(
+        spec,
+        settings.get("n_negatives"),
+        settings.get("sampler", "uniform"),
+        settings.get("history_length"),
+    )
     try:
         return default_protocol(spec, dataset, **settings)
     except ValidationError as exc:

@@ -214,6 +214,26 @@ def test_eval_refuses_a_plan_that_does_not_fit_a_rating_spec(cli, ml100k, tmp_pa
         assert "global_mean,user_mean,item_mean" in result.output  # what fits instead
 
 
+@pytest.mark.parametrize("command", ["eval", "dry-run"])
+def test_history_is_refused_on_a_spec_that_reads_no_history(cli, tmp_path, command):
+    """--history 3 on a spec without a history input was recorded in the run's protocol
+    and changed nothing in its prompts."""
+    data = str(_ml100k_folder(tmp_path / "ml", 6, "Movie"))
+    spec = tmp_path / "rate.yaml"
+    spec.write_text(
+        "name: t.rate\ntask: rating\ninputs: {user_id: str, item_title: str}\n"
+        "template: 'User {{ user_id }}: stars for {{ item_title }}? Rating:'\n"
+        "output: {name: rating, type: rating, scale: [1, 5]}\n"
+    )
+    out = tmp_path / "run"
+    args = {"eval": ["eval", "--model", "none", "--out", str(out)], "dry-run": ["dry-run"]}
+    result = cli.invoke(app, [*args[command], str(spec), "--data", data, "--history", "3"])
+    ran = cli.invoke(app, [*args[command], str(spec), "--data", data])
+    assert ran.exit_code == 0, ran.output  # the spec itself is fine
+    _clean_failure(result)
+    assert "--history sets the history of specs that read one" in result.output
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.5"])
 def test_a_temperature_that_is_not_finite_and_non_negative_is_refused(cli, ml100k, tmp_path, value):
     out = tmp_path / "run"
