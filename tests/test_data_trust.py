@@ -345,6 +345,15 @@ def test_dataset_yaml_fields_its_format_ignores_are_refused(tmp_path: Path, fmt,
         load_dataset(tmp_path / "d.yaml")
 
 
+def test_undecodable_bytes_near_the_top_do_not_blame_the_header(tmp_path: Path) -> None:
+    """A Latin-1 byte on line 2 was reported as 'line 1: cannot read the header'."""
+    (tmp_path / "r.csv").write_bytes(b"user,item\nu1,caf\xe9\n")
+    (tmp_path / "d.yaml").write_text("path: r.csv\ncolumns: {user: user, item: item}\n")
+    with pytest.raises(DataError, match=r"r\.csv: cannot decode as utf-8") as caught:
+        load_dataset(tmp_path / "d.yaml")
+    assert "encoding" in (caught.value.hint or "")
+
+
 # -- RecBole rules -------------------------------------------------------------------------
 
 

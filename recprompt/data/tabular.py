@@ -19,6 +19,8 @@ from recprompt.data.dataset import Dataset
 
 __all__ = ["load_csv", "load_item_table"]
 
+_ENCODING_HINT = "is the encoding right? a dataset YAML sets it, e.g. encoding: latin-1"
+
 
 def _reader(
     path: Path, delimiter: str, encoding: str, columns: tuple[str | None, ...]
@@ -40,7 +42,10 @@ def _reader(
     reader = csv.DictReader(fh, delimiter=delimiter)
     try:
         fields = reader.fieldnames or []
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:  # decoded a block at a time: the byte may lie further on
+        fh.close()
+        fail(path, None, f"cannot decode as {encoding}: {exc.reason}", _ENCODING_HINT)
+    except csv.Error as exc:
         fh.close()
         fail(path, 1, f"cannot read the header: {exc}")
     for col in columns:
@@ -70,7 +75,7 @@ def _rows(
                     )
                 yield reader.line_num, row
         except UnicodeDecodeError as exc:
-            fail(path, None, f"cannot decode: {exc.reason}", "is the encoding right?")
+            fail(path, None, f"cannot decode: {exc.reason}", _ENCODING_HINT)
         except csv.Error as exc:
             fail(path, reader.line_num, f"malformed CSV: {exc}")
 
