@@ -147,6 +147,15 @@ def make_protocol(spec: Any, dataset: Any, **settings: Any) -> Any:
         settings.get("sampler", "uniform"),
         settings.get("history_length"),
     )
+    if settings.get("file_order_is_time") and (
+        dataset.time != "none" or settings.get("holdout", "last") != "last"
+    ):  # it only lets 'last' take file order as time where the data has no time
+        why = "the data has its own time" if dataset.time != "none" else "--holdout random"
+        raise InputError(
+            f"--file-order-is-time changes nothing here: {why}",
+            hint="drop it; it confirms that rows are in time order for --holdout last on "
+            "data without a time field",
+        )
     try:
         return default_protocol(spec, dataset, **settings)
     except ValidationError as exc:

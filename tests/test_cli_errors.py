@@ -234,6 +234,17 @@ def test_history_is_refused_on_a_spec_that_reads_no_history(cli, tmp_path, comma
     assert "--history sets the history of specs that read one" in result.output
 
 
+@pytest.mark.parametrize("holdout", ["last", "random"])
+def test_file_order_is_time_is_refused_where_it_changes_nothing(cli, tmp_path, holdout):
+    """On data with timestamps, or with a random holdout, it was recorded in the run's
+    protocol and changed nothing (it only confirms file order as time for 'last')."""
+    data = str(_ml100k_folder(tmp_path / "ml", 6, "Movie"))  # has timestamps
+    args = ["dry-run", "p5.rating", "--data", data, "--holdout", holdout, "--file-order-is-time"]
+    result = cli.invoke(app, args)
+    _clean_failure(result)
+    assert "--file-order-is-time" in result.output and "changes nothing" in result.output
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.5"])
 def test_a_temperature_that_is_not_finite_and_non_negative_is_refused(cli, ml100k, tmp_path, value):
     out = tmp_path / "run"
