@@ -629,6 +629,13 @@ def eval_command(
         None if baselines is None else [b for b in baselines.split(",") if b not in ("", "none")]
     )
     retrieval = _retrieval_options(retriever, shortlist)
+    drawn = {"--negatives": negatives is not None, "--sampler": sampler != "uniform"}
+    for flag, given in drawn.items():
+        if retriever is not None and given:  # the shortlist is the candidates: none are drawn
+            raise InputError(
+                f"{flag} does nothing with --retriever: the candidates are its shortlist",
+                hint="drop it; --shortlist sets how many candidates the retriever gives",
+            )
     check_plan(checked.spec, chosen, retriever, retrieval.get("shortlist"))
     check_candidate_flags(checked.spec, negatives, sampler, history)
     with exclusive_lock(out_dir):  # before loading a model: a second run stops at once

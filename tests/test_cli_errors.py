@@ -245,6 +245,20 @@ def test_file_order_is_time_is_refused_where_it_changes_nothing(cli, tmp_path, h
     assert "--file-order-is-time" in result.output and "changes nothing" in result.output
 
 
+@pytest.mark.parametrize("flags", [["--negatives", "5"], ["--sampler", "popularity"]])
+def test_negatives_and_sampler_are_refused_beside_a_retriever(cli, tmp_path, flags):
+    """The retriever's shortlist is the candidates: --negatives and --sampler were recorded
+    in the run's protocol and changed nothing."""
+    data = str(_ml100k_folder(tmp_path / "ml", 6, "Movie"))
+    out = tmp_path / "run"
+    args = ["eval", "rank.pointwise", "--data", data, "--model", "none", "--out", str(out),
+            "--retriever", "popularity", "--shortlist", "10"]  # fmt: skip
+    result = cli.invoke(app, [*args, *flags])
+    _clean_failure(result)
+    assert f"{flags[0]} does nothing with --retriever" in result.output
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.5"])
 def test_a_temperature_that_is_not_finite_and_non_negative_is_refused(cli, ml100k, tmp_path, value):
     out = tmp_path / "run"
