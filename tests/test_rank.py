@@ -215,6 +215,19 @@ def test_tune_weight_finds_the_mix_that_ranks_the_label_first() -> None:
     assert order_by(fuse(llm, prior, 0.5), names)[0] == "a"
 
 
+def test_tune_weight_leans_to_the_prior_unless_validation_shows_the_llm_helps() -> None:
+    """One-standard-error rule: a best weight won by noise gives way to the prior."""
+    mix = ({"a": 1.5, "b": 2.0, "c": 0.0}, {"a": 1.5, "b": 0.0, "c": 2.0}, "a")  # only 0.5 wins
+    anti = ({"a": 0.0, "b": 2.0, "c": 1.0}, {"a": 2.0, "b": 0.0, "c": 1.8}, "a")  # only 1.0
+    agree = ({"a": 2.0, "b": 1.0, "c": 0.0}, {"a": 2.0, "b": 1.0, "c": 0.0}, "a")  # every w
+    grid = (0.0, 0.5, 1.0)
+    noisy = tune_weight([mix, mix, anti, *[agree] * 7], grid=grid, k=1)
+    assert noisy.table == {0.0: 0.7, 0.5: 0.9, 1.0: 0.8}  # 0.5 is best by one case in ten
+    assert noisy.best == 0.5 and noisy.weight == 1.0 and noisy.metric == 0.8
+    clear = tune_weight([mix] * 8 + [agree] * 2, grid=grid, k=1)
+    assert clear.best == clear.weight == 0.5  # every mixed case gains: the LLM keeps its weight
+
+
 def test_diagnostics_from_records() -> None:
     records = [
         {

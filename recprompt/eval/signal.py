@@ -119,7 +119,9 @@ def signal_markdown(report: dict[str, Any]) -> list[str]:
         lines += ["", f"## Fusion with {fusion['prior']}", ""]
         lines += [
             f"Weight {fusion['weight']:.2f}, tuned on {fusion['valid_users']} validation users "
-            f"(none of them test users; {fusion['calls']} calls). Validation NDCG@10 by weight:",
+            f"(none of them test users; {fusion['calls']} calls): the largest weight within one "
+            "paired standard error of the best one"
+            f" ({fusion.get('best_weight', fusion['weight']):.2f}). Validation NDCG@10 by weight:",
             "",
             "```json",
             json.dumps(fusion["curve"]),

@@ -21,7 +21,7 @@ import numpy as np
 
 from recprompt.data import Dataset, Protocol, split_dataset
 from recprompt.errors import InputError
-from recprompt.rank.fusion import Prior, TuneResult, tune_weight
+from recprompt.rank.fusion import TUNING_RULE, Prior, TuneResult, tune_weight
 
 __all__ = ["WeightTuning", "tune_prior_weight", "validation_cases"]
 
@@ -64,7 +64,8 @@ class WeightTuning:
             "valid_users": len(self.users),
             "calls": self.calls,
             "seconds": self.seconds,
-            "method": "grid 0.0..1.0 step 0.1, NDCG@10, ties to the smaller weight",
+            "best_weight": self.result.best,
+            "method": TUNING_RULE,
         }
 
 
