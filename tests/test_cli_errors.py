@@ -543,6 +543,35 @@ def test_more_users_than_exist_warns_in_dry_run(cli, tmp_path):
     assert found and 0 < int(found.group(1)) <= 3, result.output
 
 
+def test_users_left_out_of_every_user_are_named(cli, tmp_path):
+    """All_Beauty 5-core has 10 users with one interaction after deduplication; a run over
+    every user covered 981 of 991 and said nothing about the other 10."""
+    data = _ml100k_folder(tmp_path / "d", 6, "Movie")
+    with (data / "u.data").open("a") as rows:
+        rows.write("7\t3\t4\t1000\n")  # a seventh user with one rating: nothing to hold out
+    expected = "1 of the dataset's 7 users have fewer than 2 interactions"
+    dry = cli.invoke(
+        app, ["dry-run", "rank.letters", "--data", str(data), "--negatives", "5", "--show", "0"]
+    )
+    assert dry.exit_code == 0 and expected in dry.output, dry.output
+    out = tmp_path / "run"
+    run = cli.invoke(
+        app,
+        ["eval", "rank.letters", "--data", str(data), "--negatives", "5", "--out", str(out),
+         "--baselines-only", "--baselines", "random"],
+    )  # fmt: skip
+    assert run.exit_code == 0 and expected in run.output, run.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["users"]["evaluated"] == 6 and report["users"]["without_a_case"] == 1
+    assert any(expected in w for w in report["warnings"])
+    sample = cli.invoke(
+        app,
+        ["dry-run", "rank.letters", "--data", str(data), "--negatives", "5", "--users", "3",
+         "--show", "0"],
+    )  # fmt: skip
+    assert sample.exit_code == 0 and "fewer than 2" not in sample.output  # a sample: no claim
+
+
 def test_baselines_only_from_the_command_line(cli, ml100k, tmp_path, monkeypatch):
     import recprompt.backends
 

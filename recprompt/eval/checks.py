@@ -16,7 +16,7 @@ from recprompt.eval.cases import Case
 from recprompt.spec.model import Spec
 from recprompt.types import ItemListOutput
 
-__all__ = ["check_candidates", "user_counts"]
+__all__ = ["check_candidates", "user_counts", "users_without_a_case"]
 
 
 def check_candidates(spec: Spec, protocol: Protocol, *, ranking: bool) -> list[str]:
@@ -43,8 +43,14 @@ def check_candidates(spec: Spec, protocol: Protocol, *, ranking: bool) -> list[s
     return warnings
 
 
-def user_counts(protocol: Protocol, cases: list[Case]) -> tuple[dict[str, Any], list[str]]:
-    """Users requested by the protocol against users that the cases actually cover."""
+def user_counts(
+    protocol: Protocol, cases: list[Case], dataset_users: int | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Users requested by the protocol against users that the cases actually cover.
+
+    When every user is asked for, users of the dataset without a case are counted and
+    named in a warning (:func:`users_without_a_case`).
+    """
     covered = len({str(c.meta.get("user_id", c.id)) for c in cases})
     counts = {"requested": protocol.n_users, "evaluated": covered}
     if protocol.n_users is not None and covered < protocol.n_users:
@@ -52,4 +58,30 @@ def user_counts(protocol: Protocol, cases: list[Case]) -> tuple[dict[str, Any], 
             f"--users {protocol.n_users} requested, but the dataset has only {covered} eligible "
             f"user(s) under this protocol: the report covers {covered}"
         ]
+    dropped = users_without_a_case(protocol.model_dump(), dataset_users or 0, covered)
+    if dropped:
+        counts["without_a_case"] = (dataset_users or 0) - covered
+        return counts, [dropped]
     return counts, []
+
+
+def users_without_a_case(protocol: dict[str, Any], dataset_users: int, covered: int) -> str:
+    """The warning for users of the dataset that a run over *every* user leaves out.
+
+    Under leave-one-out a user needs 2 interactions for a test item and 3 for a validation
+    item; a user who silently drops out changes what "every user" means. Empty when nobody
+    drops out, when a sample of users was asked for, or under a ratio split (whose test
+    part holds only some users by design).
+    """
+    missing = dataset_users - covered
+    if protocol.get("n_users") is not None or protocol.get("split") != "leave_one_out":
+        return ""
+    if missing <= 0:
+        return ""
+    target = protocol.get("target", "test")
+    needed = 2 if target == "test" else 3
+    return (
+        f"{missing} of the dataset's {dataset_users} users have fewer than {needed} "
+        f"interactions, so leave-one-out holds out no {target} item for them: the run "
+        f"covers {covered}"
+    )

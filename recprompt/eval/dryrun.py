@@ -19,7 +19,7 @@ from recprompt.data import Dataset, Protocol
 from recprompt.errors import InputError
 from recprompt.eval.calls import calls_per_case
 from recprompt.eval.cases import Case, build_cases
-from recprompt.eval.checks import check_candidates
+from recprompt.eval.checks import check_candidates, users_without_a_case
 from recprompt.eval.tokens import token_counter
 from recprompt.types import ItemListOutput, ItemOutput
 
@@ -52,6 +52,7 @@ class DryRun:
     users: set[str] = field(default_factory=set)
     checks: list[str] = field(default_factory=list)
     """Warnings known before rendering (see :mod:`recprompt.eval.checks`)."""
+    dataset_users: int = 0
 
     def warnings(self, limit: int | None = None) -> list[str]:
         """The checks' warnings, and a user shortfall that ``--limit`` does not explain."""
@@ -68,6 +69,9 @@ class DryRun:
                 f"--users {requested} requested, but the dataset has only {len(self.users)} "
                 "eligible user(s) under this protocol"
             )
+        dropped = users_without_a_case(self.protocol, self.dataset_users, len(self.users))
+        if dropped and not limited:
+            found.append(dropped)
         return found
 
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -138,6 +142,7 @@ def dry_run(
         protocol=protocol.model_dump(mode="json"),
         tokenizer=name,
         checks=checks,
+        dataset_users=dataset.n_users,
     )
 
     def cases() -> Iterator[tuple[Case, Rendered]]:

@@ -386,7 +386,7 @@ def _evaluate(
     cases = make_cases(program, dataset, protocol)
     if not cases:
         raise InputError("the protocol produced no cases", hint="check --users and the dataset")
-    users, shortfall = user_counts(protocol, cases)
+    users, shortfall = user_counts(protocol, cases, dataset.n_users)
     warnings += shortfall
     for message in warnings:
         on_warning(message)
