@@ -272,15 +272,17 @@ def check_output_path(
 
 
 @contextlib.contextmanager
-def exclusive_lock(folder: Path, *, flag: str = "--out") -> Iterator[Path]:
-    """Hold an exclusive ``flock`` on ``folder/.recprompt.lock`` for the block.
+def exclusive_lock(
+    folder: Path, *, flag: str = "--out", name: str = LOCK_NAME
+) -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on ``folder/name`` (``.recprompt.lock``) for the block.
 
     A second run on the same folder stops at once with a clear error rather than waiting:
     waiting silently would look like a hang, and both runs would pay for the same calls. The
     lock is released by the kernel when the holder exits, even after ``kill -9``. The thread
     that holds it may take it again (the CLI locks before loading a model, then evaluates).
     """
-    path = folder / LOCK_NAME
+    path = folder / name
     key = (os.path.realpath(path), threading.get_ident())
     if key in _HELD:
         yield path

@@ -772,8 +772,12 @@ def optimize_command(
     rpm: RpmOpt = None,
     tpm: TpmOpt = None,
 ) -> None:
-    """Tune demonstrations, selector, variant and history length; save PROGRAM.json + report."""
-    from recprompt._files import check_output_path
+    """Tune demonstrations, selector, variant and history length; save PROGRAM.json + report.
+
+    One run at a time per --out: a second run on the same file stops with an error, so the
+    tuned program and its report always come from the same run.
+    """
+    from recprompt._files import check_output_path, exclusive_lock
     from recprompt.data import load_dataset
     from recprompt.optimize import optimize
     from recprompt.optimize.run import check_arguments
@@ -790,28 +794,30 @@ def optimize_command(
     # numbers and data are checked before a model is loaded or a server contacted
     check_arguments(budget, demo_users, valid_users, test_users, report, concurrency)
     dataset = load_dataset(data)
-    backend = build_backend(
-        model, api_base, cache, api_key=api_key, server_kind=server_kind, max_cost=max_cost,
-        concurrency=concurrency, rpm=rpm, tpm=tpm,
-    )  # fmt: skip
-    outcome = optimize(
-        spec,
-        dataset,
-        backend,
-        budget=budget,
-        out=out_file,
-        seed=seed,
-        demo_users=demo_users,
-        valid_users=valid_users,
-        test_users=test_users,
-        report=report,
-        announce=lambda text: out.print(text),
-        concurrency=concurrency,
-    )
-    if report:
-        md = outcome.path.with_suffix("").as_posix() + ".report.md"
-        out.print(Path(md).read_text(encoding="utf-8"))
-    out.print(f"tuned program: {outcome.path}", style="dim")
+    lock = exclusive_lock(out_file.parent, name=f".{out_file.name}.lock")
+    with lock:  # before loading a model: a second run on this --out stops at once
+        backend = build_backend(
+            model, api_base, cache, api_key=api_key, server_kind=server_kind, max_cost=max_cost,
+            concurrency=concurrency, rpm=rpm, tpm=tpm,
+        )  # fmt: skip
+        outcome = optimize(
+            spec,
+            dataset,
+            backend,
+            budget=budget,
+            out=out_file,
+            seed=seed,
+            demo_users=demo_users,
+            valid_users=valid_users,
+            test_users=test_users,
+            report=report,
+            announce=lambda text: out.print(text),
+            concurrency=concurrency,
+        )
+        if report:
+            md = outcome.path.with_suffix("").as_posix() + ".report.md"
+            out.print(Path(md).read_text(encoding="utf-8"))
+        out.print(f"tuned program: {outcome.path}", style="dim")
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -637,6 +637,38 @@ def test_optimize_checks_its_numbers_and_data_before_building_a_model(
         _clean_failure(cli.invoke(app, args))
 
 
+def test_a_second_optimize_on_the_same_out_stops_before_a_model(
+    cli, data_root, tmp_path: Path, monkeypatch
+) -> None:
+    """Two optimize runs on one --out could each write half of the program and its report."""
+    import subprocess
+    import sys
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built while another run held --out")
+
+    monkeypatch.setattr("recprompt.cli.build_backend", no_model)
+    holder = subprocess.Popen(  # another process holds the lock on t.json
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from recprompt._files import exclusive_lock\n"
+         "with exclusive_lock(Path(sys.argv[1]), name='.t.json.lock'):\n"
+         "    print('held', flush=True); time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        args = ["optimize", "p5.rating", "--data", str(data_root / "ml-100k"), "--budget", "9",
+                "--out", str(tmp_path / "t.json")]  # fmt: skip
+        result = cli.invoke(app, args)
+        _clean_failure(result)
+        assert f"another recprompt run (pid {holder.pid})" in " ".join(result.output.split())
+        other = cli.invoke(app, [*args[:-1], str(tmp_path / "u.json"), "--budget", "0"])
+        assert "another recprompt run" not in other.output  # another file in the folder: free
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 @pytest.mark.parametrize("command", ["run", "optimize"])
 def test_model_none_outside_eval_says_it_needs_a_model(cli, data_root, tmp_path, command):
     """'--model none' used to reach litellm as a model name: 'is the server running?'."""
