@@ -24,6 +24,7 @@ from rich.text import Text
 from recprompt.cli_args import (
     SAMPLERS,
     check_candidate_flags,
+    check_no_model_flags,
     data_path,
     data_reads,
     input_paths,
@@ -625,6 +626,25 @@ def eval_command(
     )
     # the spec, variant, baselines and retrieval are checked before any folder is made
     checked = recprompt.load(spec, variant=variant, temperature=temperature, seed=seed)
+    if baselines_only or model == "none":
+        check_no_model_flags(
+            {
+                "--model": baselines_only and model not in ("local", "none"),
+                "--api-base": api_base is not None,
+                "--api-key": api_key is not None,
+                "--server-kind": server_kind != "auto",
+                "--chat-format": chat_format is not None,
+                "--temperature": temperature != 0.0,
+                "--max-cost": max_cost is not None,
+                "--max-calls": max_calls is not None,
+                "--max-tokens": max_tokens is not None,
+                "--concurrency": concurrency != 1,
+                "--rpm": rpm is not None,
+                "--tpm": tpm is not None,
+                "--engine": engine != "local",
+                "--variant": variant is not None,
+            }
+        )
     chosen = (
         None if baselines is None else [b for b in baselines.split(",") if b not in ("", "none")]
     )

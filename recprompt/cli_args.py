@@ -107,6 +107,19 @@ HISTORY_INPUTS = ("history", "liked", "disliked", "example_history", "user_examp
 """Inputs that evaluation fills from the user's history (see recprompt.eval.cases)."""
 
 
+def check_no_model_flags(given: dict[str, bool]) -> None:
+    """Refuse model and server flags on a run that loads no model (``--baselines-only`` or
+    ``--model none``): they would be accepted and do nothing. ``given`` maps each flag to
+    whether it was set to something other than its default."""
+    used = [flag for flag, was_given in given.items() if was_given]
+    if used:
+        raise InputError(
+            f"{', '.join(used)} set(s) how the model is called, but this run loads no model "
+            "(--baselines-only or --model none)",
+            hint=f"drop {', '.join(used)}, or drop --baselines-only / --model none",
+        )
+
+
 def check_candidate_flags(
     spec: Any, negatives: int | None, sampler: str, history: int | None = None
 ) -> None:

@@ -543,6 +543,25 @@ def test_more_users_than_exist_warns_in_dry_run(cli, tmp_path):
     assert found and 0 < int(found.group(1)) <= 3, result.output
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [(["--model", "none", "--temperature", "0.7"], "--temperature"),
+     (["--model", "none", "--concurrency", "4"], "--concurrency"),
+     (["--baselines-only", "--model", "my.gguf"], "--model"),
+     (["--baselines-only", "--api-base", "http://x"], "--api-base"),
+     (["--model", "none", "--max-calls", "5"], "--max-calls"),
+     (["--baselines-only", "--rpm", "60"], "--rpm")],
+)  # fmt: skip
+def test_model_flags_on_a_run_without_a_model_are_refused(cli, ml100k, tmp_path, flags, named):
+    """They were accepted and did nothing: a reader of the command would think they applied."""
+    out = tmp_path / "run"
+    args = ["eval", "p5.rating", "--data", "ml-100k", "--users", "2", "--out", str(out)]
+    result = cli.invoke(app, [*args, *flags])
+    _clean_failure(result)
+    assert f"{named} set(s) how the model is called" in result.output, result.output
+    assert not out.exists()
+
+
 def test_users_left_out_of_every_user_are_named(cli, tmp_path):
     """All_Beauty 5-core has 10 users with one interaction after deduplication; a run over
     every user covered 981 of 991 and said nothing about the other 10."""
