@@ -37,11 +37,16 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
 
 def merge_result(name: str, key: str, value: dict[str, Any]) -> Path:
     """Put ``value`` under ``key`` of ``results/NAME.json``, keeping the other keys (several
-    benchmarks share reliability.json); written atomically."""
+    benchmarks share reliability.json); written atomically, under a lock so that two
+    benchmarks finishing together do not drop each other's key."""
+    import fcntl
+
     from recprompt._files import write_text_atomic
 
     path = RESULTS / f"{name}.json"
     RESULTS.mkdir(exist_ok=True)
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[key] = value
-    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    with open(RESULTS / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits: the other writer holds it for milliseconds
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[key] = value
+        return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
