@@ -272,9 +272,7 @@ def check_output_path(
 
 
 @contextlib.contextmanager
-def exclusive_lock(
-    folder: Path, *, flag: str = "--out", name: str = LOCK_NAME
-) -> Iterator[Path]:
+def exclusive_lock(folder: Path, *, flag: str = "--out", name: str = LOCK_NAME) -> Iterator[Path]:
     """Hold an exclusive ``flock`` on ``folder/name`` (``.recprompt.lock``) for the block.
 
     A second run on the same folder stops at once with a clear error rather than waiting:
