@@ -2,9 +2,9 @@
 
 Per dataset (ML-100K; Amazon 2018 All_Beauty 5-core), seed 0, leave-one-out, history = the
 last ``--history`` items, default local model (Gemma 3 270M), disjoint users: ``--test``
-test users ranked on their last item, ``--valid`` *other* users ranked on their
-second-to-last item (validation tunes the fusion weight and estimates the calibration
-priors; no test label is read before the test numbers are computed). Two candidate
+test users ranked on their last item, ``--valid`` *other* users ranked the same way
+(validation tunes the fusion weight and estimates the calibration priors; no test label is
+read before the test numbers are computed). Two candidate
 protocols:
 
 * ``sampled``: 1 positive + 19 uniformly sampled negatives;
@@ -37,7 +37,7 @@ from recprompt.backends import get_backend
 from recprompt.backends.cache import CachedBackend
 from recprompt.baselines import make_baseline
 from recprompt.compile.program import Program
-from recprompt.data import Protocol, load_dataset, split_dataset
+from recprompt.data import Protocol, load_dataset
 from recprompt.errors import InputError
 from recprompt.eval.cases import Case, build_cases
 from recprompt.metrics.paired import paired_difference
@@ -234,12 +234,10 @@ def protocol_block(
         v, t, priors = runs[label]
         pick = [n for n, i in enumerate(t["ids"]) if i in keep]
         runs[label] = (v, {k: [vals[n] for n in pick] for k, vals in t.items()}, priors)
-    train_valid = split_dataset(ds, protocol).train  # what validation's priors may learn
     from recprompt.eval.runner import train_split
 
-    train_test = train_split(ds, protocol)
-    prior_valid = fitted("bpr", train_valid, seed)
-    prior_test = fitted("bpr", train_test, seed)
+    train_test = train_split(ds, protocol)  # no user's last item: validation users' neither
+    prior_test = prior_valid = fitted("bpr", train_test, seed)
     systems: dict[str, np.ndarray] = {}
     block: dict[str, Any] = {
         "protocol": protocol.model_dump(mode="json"),
@@ -424,8 +422,8 @@ def main() -> None:
             "k": K,
             "seed": args.seed,
             "notes": [
-                "validation and test users are disjoint; validation users are ranked on their "
-                "second-to-last item with priors fitted on the training split only",
+                "validation and test users are disjoint; validation users are ranked like the "
+                "test users (last item, the same prior), so no test label is read",
                 "calibrated calls_per_user include the prior's calls spread over the test users",
                 "calls_per_user counts the model calls a program asks for, disk-cache answers "
                 "included; seconds_per_user is the median over test users the model answered "

@@ -2,10 +2,16 @@
 
 ``recprompt eval`` with ``rank.tune_users: M`` (and a ``rank.prior``) calls
 :func:`tune_prior_weight` before the test run: M users *not* among the test users are
-ranked on their validation item (the second-to-last interaction, history before it), the
-prior is fitted on the training split alone (the validation items are not in it), and the
-weight maximising NDCG@10 on those users is fixed on the program's prior. The test users are
-excluded by id before any model call, so their labels cannot move the weight.
+ranked exactly as the test users will be (their last interaction, the history before it,
+the same candidates protocol, the prior fitted on the same training data, which holds no
+user's last interaction), and the weight is fixed on the program's prior. The test users
+are excluded by id before any model call, so their labels cannot move the weight.
+
+Why the held-apart users' *last* item and not their second-to-last: tuned on second-to-last
+items with a prior fitted without them, the weight did not carry over to the test users
+(bench/model_signal.py, Amazon All_Beauty's shortlist: validation gained from the LLM, the
+test users lost 0.03-0.07 NDCG@10 against BPR-MF alone). Other users under the test
+protocol are the closest sample of it that reads no test label.
 
 :func:`validation_cases` is shared with calibration, which is estimated on the same kind of
 held-apart cases.
@@ -19,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from recprompt.data import Dataset, Protocol, split_dataset
+from recprompt.data import Dataset, Protocol
 from recprompt.errors import InputError
 from recprompt.rank.fusion import TUNING_RULE, Prior, TuneResult, tune_weight
 
@@ -29,11 +35,12 @@ __all__ = ["WeightTuning", "tune_prior_weight", "validation_cases"]
 def validation_cases(
     program: Any, dataset: Dataset, protocol: Protocol, exclude: Collection[str], n: int
 ) -> list[Any]:
-    """``n`` seeded users outside ``exclude``, each with their validation target as a case."""
+    """``n`` seeded users outside ``exclude``, each as a case of ``protocol`` (their last
+    interaction under a test protocol)."""
     from recprompt.eval.cases import build_cases
 
-    valid = protocol.model_copy(update={"target": "valid", "n_users": None})
-    cases = [c for c in build_cases(program.spec, dataset, valid) if c.id not in set(exclude)]
+    everyone = protocol.model_copy(update={"n_users": None})
+    cases = [c for c in build_cases(program.spec, dataset, everyone) if c.id not in set(exclude)]
     if not cases:
         raise InputError(
             "no validation users are left outside the test users",
@@ -81,9 +88,10 @@ def tune_prior_weight(
     """Rank ``n_users`` validation users (disjoint from ``test_users``) and tune the weight.
 
     The program's option prior, if any, is applied as in the test run; the collaborative
-    prior used here is fitted on the training split only.
+    prior is fitted on what the test run's prior learns from (no user's held-out item).
     """
     from recprompt.baselines import make_baseline
+    from recprompt.eval.runner import train_split
     from recprompt.rank.runner import rank
 
     settings = program.spec.rank
@@ -97,7 +105,7 @@ def tune_prior_weight(
     overlap = {c.id for c in cases} & set(test_users)
     if overlap:  # the guarantee, checked rather than assumed
         raise AssertionError(f"validation users overlap the test users: {sorted(overlap)[:5]}")
-    train = split_dataset(dataset, protocol).train
+    train = train_split(dataset, protocol)
     prior = Prior(make_baseline(settings.prior, seed=protocol.seed).fit(train), weight=0.0)
     triples, calls, seconds = [], 0, 0.0
     for case in cases:
