@@ -349,3 +349,22 @@ def test_shortlist_skips_an_item_whose_title_repeats_a_better_one() -> None:
     titles = [ds.item_title(i) for i in top]
     assert len(titles) == len(set(titles)) and not {"i0", "i1"} <= set(top)
     assert {"i0", "i1"} <= set(shortlist(model, "u0", pool, set(), 30))
+
+
+def test_calls_on_validation_users_count_against_the_run_limits(tmp_path: Path) -> None:
+    """Fusion tuning ran outside the run's meter: --max-calls 8 with rank.tune_users 6 made
+    6 tuning calls and then 8 more on the test cases."""
+    from recprompt.errors import BudgetError
+    from recprompt.eval.evaluate import evaluate
+    from recprompt.eval.runner import Limits
+
+    ds = ratings_dataset()
+    protocol = Protocol(dataset="toy", n_negatives=9, n_users=10, seed=0)
+    program = letters_program("none", prior="bpr", tune_users=6)
+    with pytest.raises(BudgetError, match="max_calls=8"):
+        evaluate(program, ds, protocol, tmp_path / "a", limits=Limits(max_calls=8), progress=False)
+    assert program.backend.usage.calls == 8  # 6 on validation users, 2 test cases
+    program = letters_program("none", prior="bpr", tune_users=6)
+    with pytest.raises(BudgetError, match="validation users before the first test case"):
+        evaluate(program, ds, protocol, tmp_path / "b", limits=Limits(max_calls=4), progress=False)
+    assert program.backend.usage.calls == 4

@@ -36,13 +36,17 @@ class UsageMeter:
         max_calls: int | None = None,
         max_tokens: int | None = None,
         max_seconds: float | None = None,
+        spent: Usage | None = None,
+        started: float | None = None,
     ) -> None:
+        """``spent`` and ``started``: usage and clock of the run so far, when this meter
+        continues a run whose earlier calls count against the same limits."""
         self.max_calls = max_calls
         self.max_tokens = max_tokens
         self.max_seconds = max_seconds
-        self._usage = Usage()
+        self._usage = replace(spent) if spent is not None else Usage()
         self._lock = threading.Lock()
-        self._started = time.monotonic()
+        self._started = time.monotonic() if started is None else started
 
     @property
     def usage(self) -> Usage:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from recprompt.backends.base import Usage
 from recprompt.compile.program import Program
 from recprompt.data import Dataset, Protocol
 from recprompt.environment import numeric_environment
-from recprompt.errors import InputError
+from recprompt.errors import BudgetError, InputError
 from recprompt.eval import signal
 from recprompt.eval.cases import Case, _is_ranking, _top_k
 from recprompt.eval.checks import check_candidates, user_counts
@@ -38,6 +39,7 @@ from recprompt.eval.runner import (
     RunConfig,
     check_folder,
     make_cases,
+    metered,
     run_cases,
     train_split,
 )
@@ -366,6 +368,28 @@ def _run(
     )
 
 
+def _prepare(
+    program: Program, dataset: Dataset, protocol: Protocol, cases: list[Case], limits: Limits
+) -> tuple[dict[str, Any], Limits]:
+    """Calibrate and tune the fusion weight on validation users, under the run's limits.
+
+    Their calls count against --max-calls, --max-tokens and --max-seconds like the test
+    cases' (a spec with ``rank.tune_users: 50`` makes 50 or more calls before the first test
+    case); the limits returned charge them to the test run.
+    """
+    started = time.monotonic()
+    try:
+        with metered(program, limits) as meter:
+            prepared = signal.prepare(program, dataset, protocol, cases)  # calibrate, tune
+    except BudgetError as exc:
+        raise BudgetError(
+            f"{exc.message}, calibrating or tuning the fusion weight on validation users "
+            "before the first test case",
+            hint=exc.hint,
+        ) from None
+    return prepared, limits.charged(meter.usage, started)
+
+
 def _evaluate(
     program: Program,
     dataset: Dataset,
@@ -403,7 +427,7 @@ def _evaluate(
     usage = Usage()
     if not baselines_only:
         attach_declared_prior(program, train, protocol.seed)
-        prepared = signal.prepare(program, dataset, protocol, cases)  # calibrate, tune fusion
+        prepared, limits = _prepare(program, dataset, protocol, cases, limits)
         usage = _run(program, cases, store, limits, progress, execution)
     records = [store.records[c.id] for c in cases if c.id in store]
     fallback = float(np.nanmean(train.rating)) if train.has_ratings else 0.0

@@ -12,7 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,20 @@ class Limits:
     max_calls: int | None = None
     max_tokens: int | None = None
     max_seconds: float | None = None
+    spent: Usage = field(default_factory=Usage)
+    """Usage already charged to these limits before the test cases (calibration and fusion
+    tuning on validation users): one budget covers every call of a run."""
+    since: float | None = None
+    """When the run's clock started (``time.monotonic()``), if before the test cases."""
+
+    def charged(self, spent: Usage, since: float) -> Limits:
+        """These limits with ``spent`` (made since ``since``) already counted against them."""
+        return Limits(self.max_calls, self.max_tokens, self.max_seconds, spent, since)
 
     def check(self, usage: Usage, started: float) -> None:
+        usage = replace(usage)
+        usage.add(self.spent)
+        started = started if self.since is None else self.since
         if self.max_calls is not None and usage.calls >= self.max_calls:
             raise BudgetError(
                 f"reached the limit of {self.max_calls} model calls",
@@ -204,7 +216,11 @@ def record_of(case: Case, prediction: Any) -> dict[str, Any]:
 def metered(program: Program, limits: Limits) -> Iterator[UsageMeter]:
     """Route the program's model calls through a meter enforcing ``limits`` before each call."""
     meter = UsageMeter(
-        max_calls=limits.max_calls, max_tokens=limits.max_tokens, max_seconds=limits.max_seconds
+        max_calls=limits.max_calls,
+        max_tokens=limits.max_tokens,
+        max_seconds=limits.max_seconds,
+        spent=limits.spent,
+        started=limits.since,
     )
     original = program.resolve_backend()
     program.backend = MeteredBackend(original, meter)
