@@ -161,6 +161,24 @@ class RankSpec(_Strict):
     )
     seed: int = Field(0, description="Seed of candidate shuffles.")
 
+    @model_validator(mode="after")
+    def _weight_needs_a_prior(self) -> RankSpec:
+        """``tune_users`` or ``prior_weight`` without a prior did nothing (or failed only at
+        eval, after the model was loaded)."""
+        if self.prior != "none":
+            return self
+        if self.tune_users is not None:
+            raise ValueError(
+                "tune_users tunes the prior's weight, but prior is none: set prior: bpr (or "
+                "popularity), or remove tune_users"
+            )
+        if self.prior_weight > 0:
+            raise ValueError(
+                f"prior_weight {self.prior_weight:g} weighs the prior, but prior is none: set "
+                "prior: bpr (or popularity), or remove prior_weight"
+            )
+        return self
+
 
 class CalibrationSpec(_Strict):
     """Take the model's option prior out of scored options (letters, choice, rating).
