@@ -368,3 +368,27 @@ def test_calls_on_validation_users_count_against_the_run_limits(tmp_path: Path) 
     with pytest.raises(BudgetError, match="validation users before the first test case"):
         evaluate(program, ds, protocol, tmp_path / "b", limits=Limits(max_calls=4), progress=False)
     assert program.backend.usage.calls == 4
+
+
+def test_a_run_over_every_user_cannot_tune_and_leaves_its_folder_unclaimed(tmp_path: Path):
+    """With every user a test user, tuning failed after the model was loaded and run.json was
+    written, so the rerun the hint asked for (fewer --users) was refused as another run."""
+    from recprompt.errors import InputError
+    from recprompt.eval.evaluate import evaluate
+
+    ds = ratings_dataset()
+    program = letters_program("none", prior="bpr", tune_users=6)
+    everyone = Protocol(dataset="toy", n_negatives=9, seed=0)
+    with pytest.raises(InputError, match=r"rank\.tune_users needs validation users") as caught:
+        evaluate(program, ds, everyone, tmp_path / "run", progress=False)
+    assert "--users" in caught.value.hint
+    assert program.backend.usage.calls == 0 and not (tmp_path / "run" / "run.json").exists()
+    n = len(list(build_cases(program.spec, ds, everyone)))
+    warned: list[str] = []
+    fewer = Protocol(dataset="toy", n_negatives=9, n_users=n - 2, seed=0)
+    report = evaluate(
+        program, ds, fewer, tmp_path / "run", progress=False, on_warning=warned.append
+    )
+    assert report["fusion"]["valid_users"] == 2
+    assert any("rank.tune_users asks for 6 validation users, but only 2" in w for w in warned)
+    assert warned == [w for w in report["warnings"] if w in warned]

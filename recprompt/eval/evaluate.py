@@ -369,7 +369,12 @@ def _run(
 
 
 def _prepare(
-    program: Program, dataset: Dataset, protocol: Protocol, cases: list[Case], limits: Limits
+    program: Program,
+    dataset: Dataset,
+    protocol: Protocol,
+    cases: list[Case],
+    validation: dict[str, list[Case]],
+    limits: Limits,
 ) -> tuple[dict[str, Any], Limits]:
     """Calibrate and tune the fusion weight on validation users, under the run's limits.
 
@@ -380,7 +385,7 @@ def _prepare(
     started = time.monotonic()
     try:
         with metered(program, limits) as meter:
-            prepared = signal.prepare(program, dataset, protocol, cases)  # calibrate, tune
+            prepared = signal.prepare(program, dataset, protocol, cases, validation)
     except BudgetError as exc:
         raise BudgetError(
             f"{exc.message}, calibrating or tuning the fusion weight on validation users "
@@ -412,6 +417,10 @@ def _evaluate(
         raise InputError("the protocol produced no cases", hint="check --users and the dataset")
     users, shortfall = user_counts(protocol, cases, dataset.n_users)
     warnings += shortfall
+    validation: dict[str, list[Case]] = {}
+    if not baselines_only:  # validation users are drawn before a call or run.json
+        validation, short = signal.plan(program, dataset, protocol, cases)
+        warnings += short
     for message in warnings:
         on_warning(message)
     backend = None if baselines_only else program.resolve_backend()
@@ -427,7 +436,7 @@ def _evaluate(
     usage = Usage()
     if not baselines_only:
         attach_declared_prior(program, train, protocol.seed)
-        prepared, limits = _prepare(program, dataset, protocol, cases, limits)
+        prepared, limits = _prepare(program, dataset, protocol, cases, validation, limits)
         usage = _run(program, cases, store, limits, progress, execution)
     records = [store.records[c.id] for c in cases if c.id in store]
     fallback = float(np.nanmean(train.rating)) if train.has_ratings else 0.0

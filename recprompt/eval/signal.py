@@ -18,25 +18,75 @@ import numpy as np
 
 from recprompt.data import Dataset, Protocol
 
-__all__ = ["plot_calibration", "prepare", "sections", "signal_markdown"]
+__all__ = ["plan", "plot_calibration", "prepare", "sections", "signal_markdown"]
 
 
-def prepare(program: Any, dataset: Dataset, protocol: Protocol, cases: Sequence[Any]) -> dict:
-    """Calibrate and tune (as the spec asks) before the test run; returns report sections."""
-    from recprompt.rank.calibration import calibrate
-    from recprompt.rank.tune import tune_prior_weight, validation_cases
+def plan(
+    program: Any, dataset: Dataset, protocol: Protocol, cases: Sequence[Any]
+) -> tuple[dict[str, list[Any]], list[str]]:
+    """The validation cases that calibration and fusion tuning will use, and warnings.
 
-    out: dict[str, Any] = {}
-    test_users = {c.meta.get("user_id", c.id) for c in cases}
+    Drawn before any model call or the results folder is claimed, so that a run leaving
+    no user outside its test users stops with an InputError at once. A spec asking for more
+    validation users than remain gets a warning: the report would otherwise say only
+    "tuned on 3 validation users" when ``rank.tune_users: 50`` was asked for.
+    """
+    from recprompt.rank.tune import validation_cases
+
+    wanted: dict[str, tuple[int, str]] = {}
     settings = getattr(program.spec, "calibration", None)
     if settings is not None and settings.method != "none":
-        sample = validation_cases(program, dataset, protocol, test_users, settings.samples)
-        prior = calibrate(program, [c.inputs for c in sample])
+        wanted["calibration"] = (settings.samples, "calibration.samples")
+    rank = program.spec.rank
+    if rank is not None and rank.tune_users and rank.prior != "none":
+        wanted["fusion"] = (rank.tune_users, "rank.tune_users")
+    test_users = {c.meta.get("user_id", c.id) for c in cases}
+    drawn: dict[str, list[Any]] = {}
+    warnings = []
+    for key, (n, setting) in wanted.items():
+        drawn[key] = validation_cases(program, dataset, protocol, test_users, n, asked_by=setting)
+        if len(drawn[key]) < n:
+            warnings.append(
+                f"{setting} asks for {n} validation users, but only {len(drawn[key])} "
+                f"user(s) are left outside the {len(test_users)} test users: "
+                f"{'the weight is tuned' if key == 'fusion' else 'calibration is estimated'} "
+                f"on {len(drawn[key])}"
+            )
+    return drawn, warnings
+
+
+def prepare(
+    program: Any,
+    dataset: Dataset,
+    protocol: Protocol,
+    cases: Sequence[Any],
+    validation: dict[str, list[Any]] | None = None,
+) -> dict:
+    """Calibrate and tune (as the spec asks) before the test run; returns report sections.
+
+    ``validation``: the cases :func:`plan` drew (drawn here when not given).
+    """
+    from recprompt.rank.calibration import calibrate
+    from recprompt.rank.tune import tune_prior_weight
+
+    if validation is None:
+        validation, _ = plan(program, dataset, protocol, cases)
+    out: dict[str, Any] = {}
+    test_users = {c.meta.get("user_id", c.id) for c in cases}
+    if "calibration" in validation:
+        prior = calibrate(program, [c.inputs for c in validation["calibration"]])
         if prior is not None:
             out["calibration"] = {**prior.as_dict(), "estimated_on": "validation users"}
     rank = program.spec.rank
-    if rank is not None and rank.tune_users:
-        tuning = tune_prior_weight(program, dataset, protocol, test_users, rank.tune_users)
+    if "fusion" in validation:
+        tuning = tune_prior_weight(
+            program,
+            dataset,
+            protocol,
+            test_users,
+            rank.tune_users,
+            cases=validation["fusion"],
+        )
         program.rank_prior.weight = tuning.result.weight
         out["fusion"] = {"prior": rank.prior, **tuning.as_dict()}
     return out

@@ -33,18 +33,35 @@ __all__ = ["WeightTuning", "tune_prior_weight", "validation_cases"]
 
 
 def validation_cases(
-    program: Any, dataset: Dataset, protocol: Protocol, exclude: Collection[str], n: int
+    program: Any,
+    dataset: Dataset,
+    protocol: Protocol,
+    exclude: Collection[str],
+    n: int,
+    *,
+    asked_by: str = "tuning",
 ) -> list[Any]:
     """``n`` seeded users outside ``exclude``, each as a case of ``protocol`` (their last
-    interaction under a test protocol)."""
+    interaction under a test protocol); fewer when fewer are left.
+
+    ``asked_by`` names the setting that wants them (``rank.tune_users``): an error for a
+    run that leaves no user outside ``exclude`` says which setting cannot be met.
+    """
     from recprompt.eval.cases import build_cases
 
     everyone = protocol.model_copy(update={"n_users": None})
-    cases = [c for c in build_cases(program.spec, dataset, everyone) if c.id not in set(exclude)]
+    every = list(build_cases(program.spec, dataset, everyone))
+    excluded = set(exclude)
+    cases = [c for c in every if c.id not in excluded]
     if not cases:
+        largest = len(every) - 1
         raise InputError(
-            "no validation users are left outside the test users",
-            hint="evaluate fewer --users, so that some users remain for tuning",
+            f"{program.spec.name}: {asked_by} needs validation users outside the test users, "
+            f"but the run's {len(excluded)} test user(s) are every user with a case",
+            hint=f"pass --users {largest} or fewer, so that users remain to tune on, or remove "
+            f"{asked_by} from the spec"
+            if largest >= 1
+            else f"use a dataset with more users, or remove {asked_by} from the spec",
         )
     rng = np.random.default_rng([protocol.seed, 104729])
     pick = sorted(rng.choice(len(cases), size=min(n, len(cases)), replace=False).tolist())
@@ -84,11 +101,13 @@ def tune_prior_weight(
     n_users: int,
     *,
     grid: Sequence[float] | None = None,
+    cases: Sequence[Any] | None = None,
 ) -> WeightTuning:
     """Rank ``n_users`` validation users (disjoint from ``test_users``) and tune the weight.
 
     The program's option prior, if any, is applied as in the test run; the collaborative
     prior is fitted on what the test run's prior learns from (no user's held-out item).
+    ``cases``: the validation cases, when already drawn by :func:`validation_cases`.
     """
     from recprompt.baselines import make_baseline
     from recprompt.eval.runner import train_split
@@ -101,7 +120,10 @@ def tune_prior_weight(
             "is none",
             hint="set rank.prior: bpr (or popularity), or remove rank.tune_users",
         )
-    cases = validation_cases(program, dataset, protocol, test_users, n_users)
+    if cases is None:
+        cases = validation_cases(
+            program, dataset, protocol, test_users, n_users, asked_by="rank.tune_users"
+        )
     overlap = {c.id for c in cases} & set(test_users)
     if overlap:  # the guarantee, checked rather than assumed
         raise AssertionError(f"validation users overlap the test users: {sorted(overlap)[:5]}")
