@@ -603,6 +603,8 @@ def eval_command(
     """
     import recprompt
     from recprompt._files import check_output_path, exclusive_lock
+    from recprompt.eval.cases import _is_ranking
+    from recprompt.eval.checks import check_candidates
     from recprompt.eval.evaluate import OUTPUT_FILES, check_engine, check_plan, evaluate
     from recprompt.eval.executor import check_concurrency
     from recprompt.eval.runner import Limits
@@ -659,18 +661,9 @@ def eval_command(
     check_plan(checked.spec, chosen, retriever, retrieval.get("shortlist"))
     check_candidate_flags(checked.spec, negatives, sampler, history)
     with exclusive_lock(out_dir):  # before loading a model: a second run stops at once
-        baselines_only = baselines_only or model == "none"
-        if baselines_only:
-            program = checked
-        else:
-            program = load_program(
-                spec, variant, model, api_base, cache, temperature, seed,
-                api_key=api_key, server_kind=server_kind, max_cost=max_cost,
-                chat_format=chat_format, concurrency=concurrency, rpm=rpm, tpm=tpm,
-            )  # fmt: skip
-        dataset = load_data(data, program.spec, item_noun, holdout)
+        dataset = load_data(data, checked.spec, item_noun, holdout)
         protocol = make_protocol(
-            program.spec,
+            checked.spec,
             dataset,
             n_users=users,
             seed=seed,
@@ -681,6 +674,16 @@ def eval_command(
             file_order_is_time=file_order_is_time,
             **retrieval,
         )
+        check_candidates(checked.spec, protocol, ranking=_is_ranking(checked.spec))
+        baselines_only = baselines_only or model == "none"
+        if baselines_only:
+            program = checked
+        else:  # the model loads once the data and candidates are known to fit the spec
+            program = load_program(
+                spec, variant, model, api_base, cache, temperature, seed,
+                api_key=api_key, server_kind=server_kind, max_cost=max_cost,
+                chat_format=chat_format, concurrency=concurrency, rpm=rpm, tpm=tpm,
+            )  # fmt: skip
         report = evaluate(
             program,
             dataset,

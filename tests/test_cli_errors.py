@@ -724,3 +724,31 @@ def test_ctrl_c_exits_130_with_a_word_on_how_to_go_on(cli, monkeypatch):
     assert result.exit_code == 130
     assert "interrupted" in result.output and "run the same command" in result.output
     assert "Traceback" not in result.output
+
+
+def test_more_candidates_than_a_letters_spec_has_letters_is_refused(cli, tmp_path, monkeypatch):
+    """--negatives 30 on rank.letters failed at its first case ('letters ranking labels at
+    most 26 candidates', no hint) after the model was loaded and run.json written, so the
+    folder refused the corrected rerun; 21 to 26 candidates ran past the spec's 20 letters."""
+    import recprompt.backends
+
+    data = _ml100k_folder(tmp_path / "d", 6, "Movie")
+    dry = cli.invoke(app, ["dry-run", "rank.letters", "--data", str(data), "--negatives", "20"])
+    _clean_failure(dry)
+    assert "(A to T: 20), but each case has 21 candidates" in dry.output, dry.output
+    assert "--negatives 19 or fewer" in dry.output
+
+    def no_model(*_a, **_k):
+        raise AssertionError("the model must not load for a run that cannot start")
+
+    monkeypatch.setattr(recprompt.backends, "get_backend", no_model)
+    out = tmp_path / "run"
+    run = cli.invoke(
+        app,
+        ["eval", "rank.letters.rerank", "--data", str(data), "--retriever", "bpr",
+         "--shortlist", "21", "--users", "2", "--out", str(out)],
+    )  # fmt: skip
+    _clean_failure(run)
+    assert "21 candidates (the --shortlist of bpr)" in run.output, run.output
+    assert "--shortlist 20 or fewer" in run.output
+    assert not (out / "run.json").exists()

@@ -23,13 +23,28 @@ def check_candidates(spec: Spec, protocol: Protocol, *, ranking: bool) -> list[s
     """Refuse a top-K list longer than the candidate list; warn when the cut-off covers all."""
     if not ranking:
         return []
-    candidates = protocol.n_negatives + 1
     output = spec.output
+    if protocol.retriever is not None:
+        candidates, made = protocol.shortlist, f"the --shortlist of {protocol.retriever}"
+        fewer = "pass --shortlist {n} or fewer"
+    else:
+        candidates = protocol.n_negatives + 1
+        made = f"1 positive + {protocol.n_negatives} negatives"
+        fewer = "pass --negatives {m} or fewer"
+    letters = _letters(spec)
+    if letters is not None and candidates > len(letters):
+        raise InputError(
+            f"{spec.name} labels each candidate with a letter ({letters[0]} to {letters[-1]}: "
+            f"{len(letters)}), but each case has {candidates} candidates ({made}): its answer "
+            "cannot name the others",
+            hint=fewer.format(n=len(letters), m=len(letters) - 1)
+            + (", or list more letters in the spec's output options" if len(letters) < 26 else ""),
+        )
     listwise = spec.rank is None or spec.rank.strategy in ("auto", "listwise")
     if isinstance(output, ItemListOutput) and listwise and output.k > candidates:
         raise InputError(
             f"{spec.name} asks for a top-{output.k} list, but each case has only {candidates} "
-            f"candidate(s) (1 positive + {protocol.n_negatives} negatives)",
+            f"candidate(s) ({made})",
             hint=f"pass --negatives {output.k - 1} or more, or use a spec with a smaller k",
         )
     warnings = []
@@ -41,6 +56,20 @@ def check_candidates(spec: Spec, protocol: Protocol, *, ranking: bool) -> list[s
             "cannot tell systems apart"
         )
     return warnings
+
+
+def _letters(spec: Spec) -> str | None:
+    """The letters a letters-ranking spec can label candidates with (its letter options,
+    at most A to Z); None for other strategies."""
+    from recprompt.rank.runner import resolve_strategy
+    from recprompt.spec.template import LETTERS
+
+    if spec.rank is None or resolve_strategy(spec) != "letters":
+        return None
+    options = list(getattr(spec.output, "options", None) or ())
+    if options and all(len(o) == 1 and o in LETTERS for o in options):
+        return "".join(options)
+    return LETTERS
 
 
 def user_counts(
