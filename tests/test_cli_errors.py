@@ -752,3 +752,12 @@ def test_more_candidates_than_a_letters_spec_has_letters_is_refused(cli, tmp_pat
     assert "21 candidates (the --shortlist of bpr)" in run.output, run.output
     assert "--shortlist 20 or fewer" in run.output
     assert not (out / "run.json").exists()
+
+
+def test_too_many_negatives_for_a_user_names_the_flag(cli, tmp_path):
+    """The hint said 'lower n_negatives', a name no command takes."""
+    data = _ml100k_folder(tmp_path / "d", 6, "Movie")  # 30 items, 8 rated by each user
+    result = cli.invoke(app, ["dry-run", "rank.listwise", "--data", str(data), "--negatives", "25"])
+    _clean_failure(result)
+    assert "has only 22 unseen items, 25 negatives asked" in result.output, result.output
+    assert "--negatives 22 or fewer" in result.output

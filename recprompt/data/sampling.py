@@ -95,7 +95,8 @@ def _draw(
     if len(choices) < n_negatives:
         raise DataError(
             f"user {user_id} has only {len(choices)} unseen items, {n_negatives} negatives asked",
-            hint="lower n_negatives",
+            hint=f"pass --negatives {len(choices)} or fewer (Protocol(n_negatives=...) in "
+            "Python); the default is the spec's candidates count minus one",
         )
     p = None
     if sampler == "popularity":
