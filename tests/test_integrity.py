@@ -113,6 +113,9 @@ def test_unreadable_run_json_is_refused(tmp_path):
     (tmp_path / "run.json").write_text("{not json")
     with pytest.raises(RecpromptError, match="cannot be read"):
         run(rating_program(), ds, tmp_path)
+    (tmp_path / "run.json").write_text("[" * 100_000 + "]" * 100_000)  # was a RecursionError
+    with pytest.raises(RecpromptError, match="cannot be read"):
+        run(rating_program(), ds, tmp_path)
 
 
 def test_changed_data_under_the_same_name_is_refused_with_what_differs(tmp_path):

@@ -265,6 +265,65 @@ def test_compare_refuses_a_run_file_of_the_wrong_shape(runs, tmp_path, cli, case
     assert "hint:" in result.output and not out.exists()
 
 
+def _rewrite_records(folder: Path, change) -> None:
+    """Rewrite results.jsonl with each record changed, checksums kept valid."""
+    import zlib
+
+    path = folder / "results.jsonl"
+    lines = []
+    for line in path.read_text().splitlines():
+        payload = json.dumps(change(json.loads(json.loads(line)["payload"])))
+        lines.append(json.dumps({"crc": f"{zlib.crc32(payload.encode()):08x}", "payload": payload}))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _replace_with_folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+UNREADABLE = {
+    "run.json not UTF-8": (lambda f: (f / "run.json").write_bytes(b"\xff\xfe{}"), "run.json"),
+    "report.json nested too deeply": (
+        lambda f: (f / "report.json").write_text("[" * 100_000 + "]" * 100_000),
+        "nested too deeply",
+    ),
+    "results.jsonl a folder": (
+        lambda f: _replace_with_folder(f / "results.jsonl"),
+        "results.jsonl is not as",
+    ),
+    "record meta a list": (
+        lambda f: _rewrite_records(f, lambda r: {**r, "meta": [1]}),
+        "'meta' is a JSON list, not an object",
+    ),
+    "record prompts a number": (
+        lambda f: _rewrite_records(f, lambda r: {**r, "prompts": 5}),
+        "'prompts' is a JSON int, not a list",
+    ),
+    "record scores a string": (
+        lambda f: _rewrite_records(f, lambda r: {**r, "scores": "x"}),
+        "'scores' is a JSON str, not an object",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE))
+def test_compare_refuses_unreadable_run_files_without_a_traceback(runs, tmp_path, cli, case):
+    """Each of these ended in a traceback (UnicodeDecodeError, RecursionError,
+    IsADirectoryError, AttributeError, TypeError)."""
+    from recprompt.cli import app
+
+    damage, message = UNREADABLE[case]
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["a"], broken)
+    damage(broken)
+    out = tmp_path / "x.html"
+    result = cli.invoke(app, ["compare", str(runs["a_again"]), str(broken), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert message in result.output and "hint:" in result.output and not out.exists()
+
+
 def test_records_without_prompts_still_render(runs) -> None:
     import numpy as np
 

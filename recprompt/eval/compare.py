@@ -58,7 +58,9 @@ def _json(path: Path, what: str) -> dict[str, Any]:
         raise CompareError(f"{path.parent} has no {path.name} ({what})", hint=RERUN)
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except RecursionError:
+        raise CompareError(f"{path} is not valid JSON: nested too deeply", hint=RERUN) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CompareError(f"{path} is not valid JSON: {exc}", hint=RERUN) from None
     if not isinstance(value, dict):
         _malformed(path, f"a JSON {type(value).__name__}, not an object")
@@ -104,6 +106,29 @@ def _per_case(path: Path, per_case: dict[str, Any]) -> tuple[list[str], dict[str
     return [str(i) for i in ids], values
 
 
+_RECORD_FIELDS = {
+    "meta": dict,
+    "prompts": list,
+    "scores": dict,
+    "llm_scores": dict,
+    "prior_scores": dict,
+    "uncalibrated_scores": dict,
+    "usage": dict,
+}
+
+
+def _check_record(path: Path, record: dict[str, Any]) -> None:
+    """A stored case has the fields the page reads in the shapes `recprompt eval` writes."""
+    for name, kind in _RECORD_FIELDS.items():
+        value = record.get(name)
+        if value is not None and not isinstance(value, kind):
+            _malformed(
+                path,
+                f"case {record['id']!r}: {name!r} is a JSON {type(value).__name__}, not "
+                f"{'an object' if kind is dict else 'a list'}",
+            )
+
+
 def load_run(folder: str | Path, name: str | None = None) -> Run:
     """Read a run folder: ``run.json``, ``report.json``, ``per_case.json``, ``results.jsonl``."""
     folder = Path(folder)
@@ -118,7 +143,15 @@ def load_run(folder: str | Path, name: str | None = None) -> Run:
     per_case = _json(folder / "per_case.json", "per-case metric values")
     ids, values = _per_case(folder / "per_case.json", per_case)
     records: dict[str, dict[str, Any]] = {}
-    for record in read_lines(folder / "results.jsonl")[0]:
+    results = folder / "results.jsonl"
+    if results.exists() and not results.is_file():
+        _malformed(results, "not a regular file")
+    try:
+        lines = read_lines(results)[0]
+    except OSError as exc:
+        raise CompareError(f"{results} cannot be read: {exc}", hint=RERUN) from None
+    for record in lines:
+        _check_record(results, record)
         records.setdefault(str(record["id"]), record)  # the first valid line wins, as in the store
     missing = [i for i in ids if i not in records]
     if missing:

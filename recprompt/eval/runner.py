@@ -151,7 +151,11 @@ def check_folder(out: Path, config: RunConfig) -> None:
     if path.exists():
         try:
             existing = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except RecursionError:
+            raise _refuse(
+                out, "has a run.json that cannot be read (nested too deeply)", resumable=False
+            ) from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise _refuse(
                 out, f"has a run.json that cannot be read ({exc})", resumable=False
             ) from None
