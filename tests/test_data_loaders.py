@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,25 @@ def test_p5_fixture(tmp_path: Path) -> None:
     (tmp_path / "sequential_data.txt").write_text("1 3\n7\n")
     with pytest.raises(DataError, match=r"sequential_data\.txt:2"):
         load_p5(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("maps", "message"),
+    [
+        (b"[1, 2]", "a JSON list, not an object"),
+        (b'{"id2item": [1, 2]}', "'id2item' is a JSON list, not an object"),
+        (b"\xff\xfe{}", "not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+    ids=["list", "id2item list", "not utf-8", "deep"],
+)
+def test_p5_datamaps_of_the_wrong_shape_is_a_data_error(tmp_path: Path, maps, message) -> None:
+    """Each was a traceback (AttributeError, UnicodeDecodeError, RecursionError)."""
+    (tmp_path / "sequential_data.txt").write_text("1 3 2 5\n2 1 4\n")
+    (tmp_path / "datamaps.json").write_bytes(maps)
+    with pytest.raises(DataError, match=re.escape(message)) as caught:
+        load_p5(tmp_path)
+    assert str(caught.value.location).endswith("datamaps.json") and caught.value.hint
 
 
 def test_recbole_fixture(tmp_path: Path) -> None:
