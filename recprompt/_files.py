@@ -272,8 +272,19 @@ def check_output_path(
 
 
 @contextlib.contextmanager
-def exclusive_lock(folder: Path, *, flag: str = "--out", name: str = LOCK_NAME) -> Iterator[Path]:
+def exclusive_lock(
+    folder: Path,
+    *,
+    flag: str = "--out",
+    name: str = LOCK_NAME,
+    target: Path | None = None,
+    hint: str | None = None,
+) -> Iterator[Path]:
     """Hold an exclusive ``flock`` on ``folder/name`` (``.recprompt.lock``) for the block.
+
+    ``target``: the file the lock guards, when it guards one file of ``folder`` rather than
+    the folder (``optimize --out FILE``); errors name it. ``hint``: what to do when another
+    run holds the lock (default: wait and rerun to resume).
 
     A second run on the same folder stops at once with a clear error rather than waiting:
     waiting silently would look like a hang, and both runs would pay for the same calls. The
@@ -299,8 +310,9 @@ def exclusive_lock(folder: Path, *, flag: str = "--out", name: str = LOCK_NAME) 
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
             raise InputError(
-                f"another recprompt run (pid {holder}) is writing to {flag} {folder}",
-                hint="wait for it to finish and rerun to resume, or pass another " + flag,
+                f"another recprompt run (pid {holder}) is writing to {flag} "
+                f"{folder if target is None else target}",
+                hint=hint or "wait for it to finish and rerun to resume, or pass another " + flag,
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

@@ -817,7 +817,13 @@ def optimize_command(
     # numbers and data are checked before a model is loaded or a server contacted
     check_arguments(budget, demo_users, valid_users, test_users, report, concurrency)
     dataset = load_dataset(data)
-    lock = exclusive_lock(out_file.parent, name=f".{out_file.name}.lock")
+    lock = exclusive_lock(
+        out_file.parent,
+        name=f".{out_file.name}.lock",
+        target=out_file,
+        hint="wait for it to finish (a rerun tunes again; cached calls are free), or pass "
+        "another --out file",
+    )
     with lock:  # before loading a model: a second run on this --out stops at once
         backend = build_backend(
             model, api_base, cache, api_key=api_key, server_kind=server_kind, max_cost=max_cost,

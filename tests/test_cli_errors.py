@@ -680,7 +680,9 @@ def test_a_second_optimize_on_the_same_out_stops_before_a_model(
                 "--out", str(tmp_path / "t.json")]  # fmt: skip
         result = cli.invoke(app, args)
         _clean_failure(result)
-        assert f"another recprompt run (pid {holder.pid})" in " ".join(result.output.split())
+        said = " ".join(result.output.split())
+        assert f"another recprompt run (pid {holder.pid})" in said
+        assert str(tmp_path / "t.json") in said and "resume" not in said  # the file, not folder
         other = cli.invoke(app, [*args[:-1], str(tmp_path / "u.json"), "--budget", "0"])
         assert "another recprompt run" not in other.output  # another file in the folder: free
     finally:
