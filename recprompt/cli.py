@@ -201,6 +201,18 @@ ItemNounOpt = Annotated[
     str | None,
     typer.Option("--item-noun", help="What prompts call an item (default: the dataset's)."),
 ]
+RetrieverOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--retriever",
+        help="Retrieve, then rerank: candidates = this retriever's top-N "
+        "(bpr, itemknn, popularity; fitted on training data only).",
+    ),
+]
+ShortlistOpt = Annotated[
+    int | None,
+    typer.Option("--shortlist", help="N, the retriever's shortlist size (default: 20)."),
+]
 
 
 def load_data(data: str, spec: Any, item_noun: str | None, holdout: str) -> Any:
@@ -249,6 +261,8 @@ def dry_run_command(
         str | None,
         typer.Option("--model", "-m", help="A hosted litellm model: adds a cost estimate."),
     ] = None,
+    retriever: RetrieverOpt = None,
+    shortlist: ShortlistOpt = None,
 ) -> None:
     """Render prompts for real cases of a dataset: tokens, constraint, calls. No model call.
 
@@ -258,14 +272,17 @@ def dry_run_command(
 
     import recprompt
     from recprompt._files import atomic_writer, check_output_path
-    from recprompt.eval.dryrun import dry_run
+    from recprompt.eval.dryrun import count_validation, dry_run
+    from recprompt.eval.evaluate import check_plan
 
     sink_path = None
     if prompts_out is not None:
         sink_path = check_output_path(
             out_path(prompts_out), inputs=input_paths(spec, data), apart_from=data_reads(data)
         )
+    retrieval = _retrieval_options(retriever, shortlist, negatives=negatives)
     program = recprompt.load(spec)
+    check_plan(program.spec, None, retriever, retrieval.get("shortlist"))
     dataset = load_data(data, program.spec, item_noun, holdout)
     protocol = make_protocol(
         program.spec,
@@ -276,6 +293,7 @@ def dry_run_command(
         history_length=history,
         holdout=holdout,
         file_order_is_time=file_order_is_time,
+        **retrieval,
     )
     result, rendered = dry_run(program, dataset, protocol, limit=limit, variant=variant)
     with contextlib.ExitStack() as stack:
@@ -290,6 +308,7 @@ def dry_run_command(
             if sink:
                 sink.write(json.dumps({"id": case.id, "label": case.label, **prompt.as_dict()}))
                 sink.write("\n")
+    count_validation(result, program, dataset, protocol)  # calibration, fusion tuning
     for message in result.warnings(limit):
         warn(message)
     table = Table("dry-run", "value", show_header=False)
@@ -585,16 +604,8 @@ def eval_command(
     ray_actors: Annotated[
         int | None, typer.Option("--ray-actors", help="Ray actors (shards; default: 2).")
     ] = None,
-    retriever: Annotated[
-        str | None,
-        typer.Option(
-            help="Retrieve, then rerank: candidates = this retriever's top-N "
-            "(bpr, itemknn, popularity; fitted on training data only)."
-        ),
-    ] = None,
-    shortlist: Annotated[
-        int | None, typer.Option(help="N, the retriever's shortlist size (default: 20).")
-    ] = None,
+    retriever: RetrieverOpt = None,
+    shortlist: ShortlistOpt = None,
 ) -> None:
     """Evaluate a program against baselines under a declared protocol; resumes in --out.
 
@@ -650,14 +661,7 @@ def eval_command(
     chosen = (
         None if baselines is None else [b for b in baselines.split(",") if b not in ("", "none")]
     )
-    retrieval = _retrieval_options(retriever, shortlist)
-    drawn = {"--negatives": negatives is not None, "--sampler": sampler != "uniform"}
-    for flag, given in drawn.items():
-        if retriever is not None and given:  # the shortlist is the candidates: none are drawn
-            raise InputError(
-                f"{flag} does nothing with --retriever: the candidates are its shortlist",
-                hint="drop it; --shortlist sets how many candidates the retriever gives",
-            )
+    retrieval = _retrieval_options(retriever, shortlist, negatives=negatives, sampler=sampler)
     check_plan(checked.spec, chosen, retriever, retrieval.get("shortlist"))
     check_candidate_flags(checked.spec, negatives, sampler, history)
     with exclusive_lock(out_dir):  # before loading a model: a second run stops at once
@@ -732,8 +736,22 @@ def compare_command(
     out.print(f"{stats['cases']} cases · {stats['agreement']} · {out_file}", style="dim")
 
 
-def _retrieval_options(retriever: str | None, shortlist: int | None) -> dict[str, Any]:
-    """Protocol fields of retrieve-then-rerank; the retriever's name is checked first."""
+def _retrieval_options(
+    retriever: str | None,
+    shortlist: int | None,
+    *,
+    negatives: int | None = None,
+    sampler: str = "uniform",
+) -> dict[str, Any]:
+    """Protocol fields of retrieve-then-rerank; the retriever's name is checked first, and
+    --negatives or --sampler beside it are refused (the shortlist is the candidates)."""
+    drawn = {"--negatives": negatives is not None, "--sampler": sampler != "uniform"}
+    for flag, given in drawn.items():
+        if retriever is not None and given:  # the shortlist is the candidates: none are drawn
+            raise InputError(
+                f"{flag} does nothing with --retriever: the candidates are its shortlist",
+                hint="drop it; --shortlist sets how many candidates the retriever gives",
+            )
     if retriever is None:
         if shortlist is not None:
             raise InputError(

@@ -763,3 +763,28 @@ def test_too_many_negatives_for_a_user_names_the_flag(cli, tmp_path):
     _clean_failure(result)
     assert "has only 22 unseen items, 25 negatives asked" in result.output, result.output
     assert "--negatives 22 or fewer" in result.output
+
+
+def test_dry_run_takes_a_retriever_and_counts_the_calls_on_validation_users(cli, tmp_path):
+    """dry-run had no --retriever (rank.letters.rerank is meant to run with one), and it left
+    out the rank.tune_users calls eval makes before the test cases: 5 where eval made 55."""
+    data = _ml100k_folder(tmp_path / "d", 6, "Movie")  # 30 items, 8 rated by each user
+    prompts = tmp_path / "prompts.jsonl"
+    args = ["dry-run", "rank.letters.rerank", "--data", str(data), "--retriever", "bpr",
+            "--shortlist", "10", "--show", "0"]  # fmt: skip
+    result = cli.invoke(app, [*args, "--users", "3", "--out", str(prompts)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "rank.tune_users asks for 50 validation users, but only 3 user(s) are left" in said
+    assert "{'fusion_tuning': 3}" in said and re.search(r"model_calls │ 6 │", said), said
+    rows = [json.loads(line) for line in prompts.read_text().splitlines()]
+    assert len(rows) == 3 and all("\nJ. " in str(row["prompt"]) for row in rows)
+    assert all("\nK. " not in str(row["prompt"]) for row in rows)  # the shortlist of 10, not 20
+    everyone = cli.invoke(app, args)
+    assert everyone.exit_code == 0, everyone.output
+    assert "eval would stop: rank.letters.rerank: rank.tune_users needs validation users" in (
+        " ".join(everyone.output.split())
+    )
+    refused = cli.invoke(app, [*args, "--negatives", "5"])
+    _clean_failure(refused)
+    assert "--negatives does nothing with --retriever" in refused.output

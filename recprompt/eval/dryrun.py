@@ -23,7 +23,7 @@ from recprompt.eval.checks import check_candidates, users_without_a_case
 from recprompt.eval.tokens import token_counter
 from recprompt.types import ItemListOutput, ItemOutput
 
-__all__ = ["DryRun", "count_stages", "dry_run", "stage_summaries"]
+__all__ = ["DryRun", "count_stages", "count_validation", "dry_run", "stage_summaries"]
 
 # Throughput of the default local model on 2 CPU cores (see DESIGN field notes): used only to
 # print an estimate, labelled as such.
@@ -76,6 +76,9 @@ class DryRun:
 
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per stage of a multi-stage spec: calls (distinct keys), prompt tokens, first prompt."""
+    before_cases: dict[str, int] = field(default_factory=dict)
+    """Calls eval makes on validation users before the test cases (see
+    :func:`count_validation`); included in the totals."""
 
     def summary(self) -> dict[str, Any]:
         tokens = self.prompt_tokens or [0]
@@ -83,7 +86,7 @@ class DryRun:
         seconds = self.calls_typical * per_call / LOCAL_PROMPT_TOK_PER_S
         if self.decode == "generate":
             seconds += self.calls_typical * self.max_completion_tokens / LOCAL_GEN_TOK_PER_S
-        return {
+        summary = {
             "spec": self.spec,
             "variant": self.variant,
             "cases": self.cases,
@@ -109,7 +112,12 @@ class DryRun:
             f"throughput ({LOCAL_PROMPT_TOK_PER_S:g} prompt, {LOCAL_GEN_TOK_PER_S:g} generated "
             "tokens/s); machines differ, cache hits and shared prefixes cost less",
             "protocol": self.protocol,
-        } | ({"stages": stage_summaries(self)} if self.stages else {})
+        }
+        if self.before_cases:  # calls on validation users, included in the totals above
+            summary["model_calls_before_the_test_cases"] = self.before_cases
+        if self.stages:
+            summary["stages"] = stage_summaries(self)
+        return summary
 
 
 def _variant_id(program: Program, variant: str | None) -> str:
@@ -168,6 +176,61 @@ def dry_run(
             yield case, rendered
 
     return result, cases()
+
+
+def count_validation(result: DryRun, program: Program, dataset: Dataset, protocol: Protocol):
+    """Add the calls eval makes before the test cases: calibration and ``rank.tune_users``.
+
+    Eval draws validation users outside the test users (:func:`recprompt.eval.signal.plan`)
+    and ranks or calibrates on them; a dry-run that left them out under-counted
+    rank.letters.rerank by its 50 tuning calls. A protocol that leaves no validation user,
+    or fewer than asked, is a warning here (eval stops, or tunes on fewer).
+    """
+    from recprompt.eval import signal
+
+    settings = getattr(program.spec, "calibration", None)
+    rank = program.spec.rank
+    if (settings is None or settings.method == "none") and not (rank and rank.tune_users):
+        return
+    _, count = token_counter()
+    try:
+        drawn, warnings = signal.plan(
+            program, dataset, protocol, list(build_cases(program.spec, dataset, protocol))
+        )
+    except InputError as exc:
+        result.checks.append(f"eval would stop: {exc.message} ({exc.hint})")
+        return
+    result.checks.extend(warnings)
+    for key, cases in drawn.items():
+        calls = 0
+        for case in cases:
+            n = len(case.meta.get("candidates", ()))
+            if key == "fusion":
+                per = calls_per_case(program.spec, n)
+                result.calls_low += per.low
+                result.calls_high += per.high
+                result.calls_typical += per.typical
+                calls += per.typical
+                many = per.typical
+            else:
+                many = _calibration_calls(settings, n)
+                result.calls_low += many
+                result.calls_high += many
+                result.calls_typical += many
+                calls += many
+            text = program.render(variant=result.variant, **case.inputs).text
+            result.prompt_tokens.extend([count(text)] * many)
+        label = "fusion_tuning" if key == "fusion" else "calibration"
+        result.before_cases[label] = calls
+
+
+def _calibration_calls(settings: Any, n: int) -> int:
+    """Calls calibration makes on one validation case of ``n`` candidates (PriDe: one per
+    cyclic shift, as :func:`recprompt.rank.calibration.pride_prior` makes them)."""
+    if settings.method != "pride" or n == 0:
+        return 1
+    count = n if settings.permutations is None else max(1, min(settings.permutations, n))
+    return len({round(s * n / count) % n for s in range(count)})
 
 
 def count_stages(
