@@ -197,3 +197,17 @@ def test_optimizer_tunes_a_text_spec_against_rouge_l(amazon, tmp_path):
     tuned = report["results"]["tuned"]["test"]["rouge-l"]
     assert tuned["ci_low"] <= tuned["value"] <= tuned["ci_high"]
     assert recprompt.load(outcome.path).spec.name == "p5.review_summary"
+
+
+def test_users_without_a_reference_are_not_called_short_of_interactions(data_root, cli):
+    """A run of an explanation spec over every All_Beauty user warned that 440 users have
+    fewer than 2 interactions; 10 have, the other 430 have no explanation sentence."""
+    if not (data_root / AMAZON).is_dir():
+        pytest.skip(f"{AMAZON} not under {data_root}")
+    result = cli.invoke(
+        app, ["dry-run", "chatgpt.explanation", "--data", str(data_root / AMAZON), "--show", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "440 of the dataset's 991 users have no case (10 have fewer than 2" in said, said
+    assert "430 whose held-out review has no explanation sentence to score against" in said

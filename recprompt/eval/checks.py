@@ -10,13 +10,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
+
 from recprompt.data import Protocol
 from recprompt.errors import InputError
 from recprompt.eval.cases import Case
 from recprompt.spec.model import Spec
-from recprompt.types import ItemListOutput
+from recprompt.types import ItemListOutput, TextOutput
 
-__all__ = ["check_candidates", "user_counts", "users_without_a_case"]
+__all__ = [
+    "check_candidates",
+    "other_reason",
+    "short_users",
+    "user_counts",
+    "users_without_a_case",
+]
 
 
 def check_candidates(spec: Spec, protocol: Protocol, *, ranking: bool) -> list[str]:
@@ -73,12 +81,17 @@ def _letters(spec: Spec) -> str | None:
 
 
 def user_counts(
-    protocol: Protocol, cases: list[Case], dataset_users: int | None = None
+    protocol: Protocol,
+    cases: list[Case],
+    dataset_users: int | None = None,
+    *,
+    short: int | None = None,
+    other: str = "",
 ) -> tuple[dict[str, Any], list[str]]:
     """Users requested by the protocol against users that the cases actually cover.
 
     When every user is asked for, users of the dataset without a case are counted and
-    named in a warning (:func:`users_without_a_case`).
+    named in a warning (:func:`users_without_a_case`; ``short`` and ``other`` as there).
     """
     covered = len({str(c.meta.get("user_id", c.id)) for c in cases})
     counts = {"requested": protocol.n_users, "evaluated": covered}
@@ -87,20 +100,54 @@ def user_counts(
             f"--users {protocol.n_users} requested, but the dataset has only {covered} eligible "
             f"user(s) under this protocol: the report covers {covered}"
         ]
-    dropped = users_without_a_case(protocol.model_dump(), dataset_users or 0, covered)
+    dump = protocol.model_dump()
+    dropped = users_without_a_case(dump, dataset_users or 0, covered, short=short, other=other)
     if dropped:
         counts["without_a_case"] = (dataset_users or 0) - covered
         return counts, [dropped]
     return counts, []
 
 
-def users_without_a_case(protocol: dict[str, Any], dataset_users: int, covered: int) -> str:
+def needed_interactions(protocol: dict[str, Any]) -> int:
+    """Interactions a user needs for a case under leave-one-out: 2 for a test item (one held
+    out, one to learn from), 3 for a validation item."""
+    return 2 if protocol.get("target", "test") == "test" else 3
+
+
+def short_users(dataset: Any, protocol: Protocol | dict[str, Any]) -> int:
+    """Users of ``dataset`` with fewer interactions than leave-one-out needs."""
+    dump = protocol if isinstance(protocol, dict) else protocol.model_dump()
+    if len(dataset.user) == 0:
+        return 0
+    _, counts = np.unique(np.asarray(dataset.user), return_counts=True)
+    return int((counts < needed_interactions(dump)).sum())
+
+
+def other_reason(spec: Spec) -> str:
+    """Why users with enough interactions may still have no case (text specs: their
+    held-out review has no reference to score against)."""
+    if isinstance(spec.output, TextOutput):
+        what = "summary" if spec.task == "review_summary" else "explanation sentence"
+        return f"whose held-out review has no {what} to score against"
+    return ""
+
+
+def users_without_a_case(
+    protocol: dict[str, Any],
+    dataset_users: int,
+    covered: int,
+    *,
+    short: int | None = None,
+    other: str = "",
+) -> str:
     """The warning for users of the dataset that a run over *every* user leaves out.
 
     Under leave-one-out a user needs 2 interactions for a test item and 3 for a validation
-    item; a user who silently drops out changes what "every user" means. Empty when nobody
-    drops out, when a sample of users was asked for, or under a ratio split (whose test
-    part holds only some users by design).
+    item; a user who silently drops out changes what "every user" means. ``short`` is how
+    many users have too few interactions (default: every user left out); the others are
+    left out for ``other`` (text specs: no reference in their held-out review). Empty when
+    nobody drops out, when a sample of users was asked for, or under a ratio split (whose
+    test part holds only some users by design).
     """
     missing = dataset_users - covered
     if protocol.get("n_users") is not None or protocol.get("split") != "leave_one_out":
@@ -108,9 +155,21 @@ def users_without_a_case(protocol: dict[str, Any], dataset_users: int, covered: 
     if missing <= 0:
         return ""
     target = protocol.get("target", "test")
-    needed = 2 if target == "test" else 3
+    needed = needed_interactions(protocol)
+    short = missing if short is None else min(short, missing)
+    few = (
+        f"{short} have fewer than {needed} interactions, so leave-one-out holds out no "
+        f"{target} item for them"
+    )
+    if short == missing:
+        return (
+            f"{missing} of the dataset's {dataset_users} users have fewer than {needed} "
+            f"interactions, so leave-one-out holds out no {target} item for them: the run "
+            f"covers {covered}"
+        )
+    rest = f"{missing - short} {other or 'for other reasons'}"
+    parts = f"{few}; {rest}" if short else rest
     return (
-        f"{missing} of the dataset's {dataset_users} users have fewer than {needed} "
-        f"interactions, so leave-one-out holds out no {target} item for them: the run "
+        f"{missing} of the dataset's {dataset_users} users have no case ({parts}): the run "
         f"covers {covered}"
     )

@@ -19,7 +19,12 @@ from recprompt.data import Dataset, Protocol
 from recprompt.errors import InputError
 from recprompt.eval.calls import calls_per_case
 from recprompt.eval.cases import Case, build_cases
-from recprompt.eval.checks import check_candidates, users_without_a_case
+from recprompt.eval.checks import (
+    check_candidates,
+    other_reason,
+    short_users,
+    users_without_a_case,
+)
 from recprompt.eval.tokens import token_counter
 from recprompt.types import ItemListOutput, ItemOutput
 
@@ -53,6 +58,10 @@ class DryRun:
     checks: list[str] = field(default_factory=list)
     """Warnings known before rendering (see :mod:`recprompt.eval.checks`)."""
     dataset_users: int = 0
+    short_users: int | None = None
+    """Users of the dataset with too few interactions for leave-one-out."""
+    other_reason: str = ""
+    """Why other users may have no case (see :func:`recprompt.eval.checks.other_reason`)."""
 
     def warnings(self, limit: int | None = None) -> list[str]:
         """The checks' warnings, and a user shortfall that ``--limit`` does not explain."""
@@ -69,7 +78,13 @@ class DryRun:
                 f"--users {requested} requested, but the dataset has only {len(self.users)} "
                 "eligible user(s) under this protocol"
             )
-        dropped = users_without_a_case(self.protocol, self.dataset_users, len(self.users))
+        dropped = users_without_a_case(
+            self.protocol,
+            self.dataset_users,
+            len(self.users),
+            short=self.short_users,
+            other=self.other_reason,
+        )
         if dropped and not limited:
             found.append(dropped)
         return found
@@ -151,6 +166,8 @@ def dry_run(
         tokenizer=name,
         checks=checks,
         dataset_users=dataset.n_users,
+        short_users=short_users(dataset, protocol),
+        other_reason=other_reason(spec),
     )
 
     def cases() -> Iterator[tuple[Case, Rendered]]:

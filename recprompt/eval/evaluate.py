@@ -24,7 +24,7 @@ from recprompt.environment import numeric_environment
 from recprompt.errors import BudgetError, InputError
 from recprompt.eval import signal
 from recprompt.eval.cases import Case, _is_ranking, _top_k
-from recprompt.eval.checks import check_candidates, user_counts
+from recprompt.eval.checks import check_candidates, other_reason, short_users, user_counts
 from recprompt.eval.html import write_case_files
 from recprompt.eval.identity import cases_fingerprint, dataset_fingerprint, model_identity
 from recprompt.eval.report import (
@@ -415,7 +415,13 @@ def _evaluate(
     cases = make_cases(program, dataset, protocol)
     if not cases:
         raise InputError("the protocol produced no cases", hint="check --users and the dataset")
-    users, shortfall = user_counts(protocol, cases, dataset.n_users)
+    users, shortfall = user_counts(
+        protocol,
+        cases,
+        dataset.n_users,
+        short=short_users(dataset, protocol),
+        other=other_reason(program.spec),
+    )
     warnings += shortfall
     validation: dict[str, list[Case]] = {}
     if not baselines_only:  # validation users are drawn before a call or run.json
