@@ -651,6 +651,8 @@ def eval_command(
                 "--max-cost": max_cost is not None,
                 "--max-calls": max_calls is not None,
                 "--max-tokens": max_tokens is not None,
+                "--max-seconds": max_seconds is not None,
+                "--no-cache": not cache,
                 "--concurrency": concurrency != 1,
                 "--rpm": rpm is not None,
                 "--tpm": tpm is not None,

@@ -550,7 +550,9 @@ def test_more_users_than_exist_warns_in_dry_run(cli, tmp_path):
      (["--baselines-only", "--model", "my.gguf"], "--model"),
      (["--baselines-only", "--api-base", "http://x"], "--api-base"),
      (["--model", "none", "--max-calls", "5"], "--max-calls"),
-     (["--baselines-only", "--rpm", "60"], "--rpm")],
+     (["--baselines-only", "--rpm", "60"], "--rpm"),
+     (["--model", "none", "--max-seconds", "5"], "--max-seconds"),
+     (["--baselines-only", "--no-cache"], "--no-cache")],
 )  # fmt: skip
 def test_model_flags_on_a_run_without_a_model_are_refused(cli, ml100k, tmp_path, flags, named):
     """They were accepted and did nothing: a reader of the command would think they applied."""
