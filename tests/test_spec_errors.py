@@ -107,6 +107,15 @@ CASES = [
         "A to E",
     ),
     (
+        "letter options out of order",
+        LETTERED.replace("[A, B, C, D, E]", "[A, B, C, D, F]"),
+        SpecError,
+        10,
+        33,
+        "letters ranking labels the candidates A, B, C, ... in order, but the options are",
+        "A to E",
+    ),
+    (
         "tune_users without a prior",
         LETTERED.replace("top_k: 5}", "top_k: 5, tune_users: 20}"),
         SpecError,

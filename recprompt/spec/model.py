@@ -478,7 +478,26 @@ def _rank_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
         spec.rank.strategy == "auto" and options and len(options) > 2
     )
     letters = bool(options) and all(len(o) == 1 and o.isupper() for o in options)
-    if lettered and letters and len(options) < count:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # what the lettered filter labels, in order
+    single = bool(options) and all(len(o) == 1 and o.isalpha() for o in options)
+    ranked_by_letter = (spec.rank.strategy == "letters" and single) or (
+        spec.rank.strategy == "auto" and letters and len(options) > 2
+    )  # as recprompt.rank.runner.resolve_strategy decides
+    if ranked_by_letter and "".join(options) != alphabet[: len(options)]:
+        issues.append(
+            (
+                ("output", "options"),
+                f"letters ranking labels the candidates {', '.join(alphabet[:3])}, ... in "
+                f"order, but the options are {', '.join(options[:6])}"
+                f"{', ...' if len(options) > 6 else ''}: a candidate's letter could be no "
+                "option, or an option no candidate's letter",
+                f"list the first {len(options)} capital letters in order "
+                f"(A to {alphabet[len(options) - 1]})"
+                if len(options) <= 26
+                else "list at most 26 capital letters, A to Z",
+            )
+        )
+    elif lettered and letters and len(options) < count:
         issues.append(
             (
                 ("output", "options"),
