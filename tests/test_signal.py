@@ -392,3 +392,28 @@ def test_a_run_over_every_user_cannot_tune_and_leaves_its_folder_unclaimed(tmp_p
     assert report["fusion"]["valid_users"] == 2
     assert any("rank.tune_users asks for 6 validation users, but only 2" in w for w in warned)
     assert warned == [w for w in report["warnings"] if w in warned]
+
+
+def test_a_resumed_run_keeps_its_tuned_weight_and_calibration_without_new_calls(tmp_path):
+    """Each invocation tuned again: a rerun of a finished run made its tune_users and
+    calibration calls again (all of them under --no-cache), and a model that answered
+    differently could rank the remaining cases under another weight than the stored ones."""
+    from recprompt.errors import BudgetError
+    from recprompt.eval.evaluate import evaluate
+    from recprompt.eval.runner import Limits
+
+    ds = ratings_dataset()
+    protocol = Protocol(dataset="toy", n_negatives=9, n_users=10, seed=0)
+    first = letters_program("contextual", prior="bpr", tune_users=6)
+    with pytest.raises(BudgetError):
+        evaluate(first, ds, protocol, tmp_path / "run", limits=Limits(max_calls=14), progress=False)
+    assert first.backend.usage.calls == 14  # 4 calibration + 6 tuning + 4 test cases
+    again = letters_program("contextual", prior="bpr", tune_users=6)
+    report = evaluate(again, ds, protocol, tmp_path / "run", progress=False)
+    assert again.backend.usage.calls == 6  # only the 6 test cases left
+    assert again.rank_prior.weight == first.rank_prior.weight == report["fusion"]["weight"]
+    assert again.option_prior.log_prior == first.option_prior.log_prior
+    assert report["usage"]["before_the_test_cases"]["calls"] == 10
+    last = letters_program("contextual", prior="bpr", tune_users=6)
+    evaluate(last, ds, protocol, tmp_path / "run", progress=False)
+    assert last.backend.usage.calls == 0  # a finished run rewrites its report without a call

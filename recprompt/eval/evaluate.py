@@ -74,6 +74,7 @@ OUTPUT_FILES = (
     "report.png",
     "position_bias_calibration.png",
     "stages.jsonl",
+    "prepared.json",
 )
 """The files ``evaluate`` writes into its folder."""
 
@@ -375,13 +376,22 @@ def _prepare(
     cases: list[Case],
     validation: dict[str, list[Case]],
     limits: Limits,
+    out: Path,
 ) -> tuple[dict[str, Any], Limits]:
     """Calibrate and tune the fusion weight on validation users, under the run's limits.
 
     Their calls count against --max-calls, --max-tokens and --max-seconds like the test
     cases' (a spec with ``rank.tune_users: 50`` makes 50 or more calls before the first test
-    case); the limits returned charge them to the test run.
+    case); the limits returned charge them to the test run. What they fixed is kept in
+    ``out/prepared.json``: a resumed run restores it instead of tuning again, so every
+    case of a run is ranked under one weight and option prior, and no call is repeated.
     """
+    if not validation:
+        return {}, limits
+    path = out / signal.PREPARED
+    kept = signal.load_prepared(path, program, list(validation))
+    if kept is not None:  # a resumed run: the remaining cases use the first invocation's
+        return kept, limits
     started = time.monotonic()
     try:
         with metered(program, limits) as meter:
@@ -392,6 +402,7 @@ def _prepare(
             "before the first test case",
             hint=exc.hint,
         ) from None
+    signal.save_prepared(path, program, prepared)
     return prepared, limits.charged(meter.usage, started)
 
 
@@ -442,7 +453,7 @@ def _evaluate(
     usage = Usage()
     if not baselines_only:
         attach_declared_prior(program, train, protocol.seed)
-        prepared, limits = _prepare(program, dataset, protocol, cases, validation, limits)
+        prepared, limits = _prepare(program, dataset, protocol, cases, validation, limits, out)
         usage = _run(program, cases, store, limits, progress, execution)
     records = [store.records[c.id] for c in cases if c.id in store]
     fallback = float(np.nanmean(train.rating)) if train.has_ratings else 0.0

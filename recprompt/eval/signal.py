@@ -92,6 +92,51 @@ def prepare(
     return out
 
 
+PREPARED = "prepared.json"
+"""What :func:`prepare` fixed before the test cases, kept in the run folder for resuming."""
+
+
+def save_prepared(path: Path, program: Any, prepared: dict[str, Any]) -> None:
+    """Keep the report sections and the state they fixed (the fusion weight, the option
+    prior), so that a resumed run ranks its remaining cases as the first invocation did."""
+    from recprompt._files import write_text_atomic
+
+    state: dict[str, Any] = {}
+    if "fusion" in prepared:
+        state["weight"] = program.rank_prior.weight
+    prior = getattr(program, "option_prior", None)
+    if "calibration" in prepared and prior is not None:
+        state["option_prior"] = {
+            "method": prior.method,
+            "log_prior": prior.log_prior,
+            "calls": prior.calls,
+            "cases": prior.cases,
+            "details": prior.details,
+        }
+    write_text_atomic(path, json.dumps({"sections": prepared, "state": state}, default=str))
+
+
+def load_prepared(path: Path, program: Any, wanted: Sequence[str]) -> dict[str, Any] | None:
+    """The sections :func:`save_prepared` kept, with their state restored on ``program``;
+    None when there is no such file or it does not hold every section in ``wanted``."""
+    from recprompt.rank.calibration import OptionPrior
+
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        sections, state = kept["sections"], kept["state"]
+        if not isinstance(sections, dict) or set(sections) != set(wanted):
+            return None
+        weight = float(state["weight"]) if "fusion" in wanted else None
+        prior = OptionPrior(**state["option_prior"]) if "calibration" in wanted else None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    if weight is not None:
+        program.rank_prior.weight = weight
+    if prior is not None:
+        program.option_prior = prior
+    return sections
+
+
 def _position(records: Sequence[dict[str, Any]], key: str, k: int = 10) -> list[dict]:
     """Hit rate at k by the positive's position, ranking by ``record[key]`` scores."""
     by_position: dict[int, list[bool]] = {}
