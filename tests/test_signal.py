@@ -417,3 +417,18 @@ def test_a_resumed_run_keeps_its_tuned_weight_and_calibration_without_new_calls(
     last = letters_program("contextual", prior="bpr", tune_users=6)
     evaluate(last, ds, protocol, tmp_path / "run", progress=False)
     assert last.backend.usage.calls == 0  # a finished run rewrites its report without a call
+
+
+@pytest.mark.parametrize("holdout", ["last", "random"])
+def test_a_retrievers_cases_show_the_same_history_as_sampled_ones(holdout: str) -> None:
+    """With --retriever the history was 'every row but the last': under --holdout random
+    that dropped the user's real last event and showed the held-out positive itself."""
+    ds = ratings_dataset()
+    sampled = Protocol(dataset="toy", n_negatives=9, seed=0, holdout=holdout)
+    retrieved = sampled.model_copy(update={"retriever": "bpr", "shortlist": 10})
+    history = {e.user_id: e.history for e in ranking_examples(ds, sampled)}
+    examples = ranking_examples(ds, retrieved)
+    assert examples and {e.user_id for e in examples} == set(history)
+    for example in examples:
+        assert example.history == history[example.user_id]
+        assert example.positive not in {event.item_id for event in example.history}

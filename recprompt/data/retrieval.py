@@ -102,8 +102,14 @@ _FITTED: dict[tuple[Any, ...], Any] = {}
 
 def retrieval_examples(ds: Dataset, protocol: Any) -> list[Any]:
     """Leave-one-out ranking cases whose candidates are the retriever's shuffled top-N."""
-    from recprompt.data.protocols import split_dataset
-    from recprompt.data.sampling import RankingExample, sample_users, user_rng
+    from recprompt.data.protocols import loo_parts, split_dataset
+    from recprompt.data.sampling import (
+        RankingExample,
+        _history_rows,
+        _last,
+        sample_users,
+        user_rng,
+    )
 
     name = check_retriever(str(protocol.retriever))
     check_shortlist(protocol.shortlist, 1, "ranking")
@@ -118,17 +124,20 @@ def retrieval_examples(ds: Dataset, protocol: Any) -> list[Any]:
     trained = train.seen_items()
     pool = ds.item_ids()
     rows_by_user = ds.history_rows(protocol.tie_break, protocol.seed)
+    # which split each row fell in: under --holdout random the held-out row is anywhere in
+    # time, so the history is the other shown rows, never "all but the last one or two"
+    part = loo_parts(
+        ds, protocol.tie_break, protocol.seed, protocol.holdout, protocol.file_order_is_time
+    )
+    items = np.asarray(ds.item)
     target_items = dict(zip(target.user.tolist(), target.item.tolist(), strict=True))
-    back = 1 if protocol.target == "test" else 2
     out: list[RankingExample] = []
     for user in sample_users(list(target_items), protocol.n_users, protocol.seed):
-        rows = rows_by_user[user][:-back]
-        if protocol.history_length is not None:
-            rows = (
-                rows[len(rows) - protocol.history_length :] if protocol.history_length else rows[:0]
-            )
-        history = tuple(ds.interaction(int(r)) for r in rows)
         positive = str(target_items[user])
+        rows = _history_rows(np.asarray(rows_by_user[user]), part, protocol.target)
+        rows = rows[items[rows].astype(str) != positive]  # never the positive in the history
+        rows = _last(rows, protocol.history_length)
+        history = tuple(ds.interaction(int(r)) for r in rows)
         top = shortlist(
             model,
             user,
