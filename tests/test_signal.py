@@ -432,3 +432,18 @@ def test_a_retrievers_cases_show_the_same_history_as_sampled_ones(holdout: str) 
     for example in examples:
         assert example.history == history[example.user_id]
         assert example.positive not in {event.item_id for event in example.history}
+
+
+def test_a_retriever_fitted_for_one_holdout_is_not_reused_for_another() -> None:
+    """The fitted retriever was cached without the holdout: after a --holdout last run in
+    the same process, a --holdout random one reused a model fitted on its held-out items."""
+    from recprompt.data import retrieval
+
+    ds = ratings_dataset()
+    last = Protocol(dataset="toy", seed=0, retriever="bpr", shortlist=10)
+    shuffled = last.model_copy(update={"holdout": "random"})
+    retrieval._FITTED.clear()
+    alone = [e.candidates for e in ranking_examples(ds, shuffled)]
+    retrieval._FITTED.clear()
+    ranking_examples(ds, last)
+    assert [e.candidates for e in ranking_examples(ds, shuffled)] == alone

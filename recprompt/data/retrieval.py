@@ -116,7 +116,10 @@ def retrieval_examples(ds: Dataset, protocol: Any) -> list[Any]:
     split = split_dataset(ds, protocol)
     target = split.test if protocol.target == "test" else split.valid
     train = _concat(split.train, split.valid, ds) if protocol.target == "test" else split.train
-    key = (id(ds), len(ds), protocol.target, protocol.tie_break, name, protocol.seed)
+    key = (
+        *(id(ds), len(ds), protocol.target, protocol.tie_break, name, protocol.seed),
+        *(protocol.holdout, protocol.file_order_is_time),  # they decide what 'train' holds
+    )
     if key not in _FITTED:
         _FITTED.clear()  # one fitted retriever at a time: they hold factor matrices
         _FITTED[key] = fit_retriever(name, train, protocol.seed)
