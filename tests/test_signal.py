@@ -447,3 +447,18 @@ def test_a_retriever_fitted_for_one_holdout_is_not_reused_for_another() -> None:
     retrieval._FITTED.clear()
     ranking_examples(ds, last)
     assert [e.candidates for e in ranking_examples(ds, shuffled)] == alone
+
+
+def test_a_retriever_is_never_reused_for_another_dataset_of_the_same_size() -> None:
+    """The cache keyed on id(dataset): once a dataset was freed, another of the same size
+    could get its id and be shortlisted by the first one's model."""
+    import gc
+
+    from recprompt.data import retrieval
+
+    protocol = Protocol(dataset="toy", seed=0, retriever="popularity", shortlist=10)
+    retrieval._FITTED.clear()
+    ranking_examples(ratings_dataset(), protocol)
+    gc.collect()
+    ((_key, (kept, _model)),) = retrieval._FITTED.items()
+    assert kept is not None and _key[0] == id(kept)  # alive: its id cannot be reused

@@ -122,8 +122,10 @@ def retrieval_examples(ds: Dataset, protocol: Any) -> list[Any]:
     )
     if key not in _FITTED:
         _FITTED.clear()  # one fitted retriever at a time: they hold factor matrices
-        _FITTED[key] = fit_retriever(name, train, protocol.seed)
-    model = _FITTED[key]
+        # the dataset is kept with its model: while the entry lives, no other dataset can
+        # be given its id() (freed objects' ids are reused) and find this model
+        _FITTED[key] = (ds, fit_retriever(name, train, protocol.seed))
+    model = _FITTED[key][1]
     trained = train.seen_items()
     pool = ds.item_ids()
     rows_by_user = ds.history_rows(protocol.tie_break, protocol.seed)
