@@ -462,3 +462,22 @@ def test_a_retriever_is_never_reused_for_another_dataset_of_the_same_size() -> N
     gc.collect()
     ((_key, (kept, _model)),) = retrieval._FITTED.items()
     assert kept is not None and _key[0] == id(kept)  # alive: its id cannot be reused
+
+
+def test_a_shortlist_shorter_than_a_top_k_list_stops_before_any_call(tmp_path: Path) -> None:
+    """On a small catalogue the retriever shortlists fewer items than --shortlist (only
+    unseen ones): a listwise top-10 run stopped at the first such user, after the others'
+    calls and with run.json written, on 'asks for 10 distinct candidates, but 9 were given'."""
+    from recprompt.eval.evaluate import evaluate
+
+    rows = [(f"u{u}", f"i{(u + j) % 12}", 4.0, j) for u in range(8) for j in range(4)]
+    user, item, rating, ts = zip(*rows, strict=True)
+    titles = {f"i{i}": {"title": f"Movie {i}"} for i in range(12)}
+    ds = Dataset.from_records("small", user, item, rating, ts, items=titles)
+    program = Program(load_spec(TEMPLATES / "listwise.yaml"), backend=PlantedBackend())
+    protocol = Protocol(dataset="small", seed=0, retriever="popularity", shortlist=10)
+    with pytest.raises(InputError, match="asks for a top-10 list, but 8 case") as caught:
+        evaluate(program, ds, protocol, tmp_path / "run", progress=False)
+    assert "shortlist holds only the items a user has not seen" in caught.value.message
+    assert "k at most 8" in caught.value.hint  # 11 items, 3 seen by each user
+    assert program.backend.usage.calls == 0 and not (tmp_path / "run" / "run.json").exists()

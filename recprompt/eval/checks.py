@@ -20,6 +20,7 @@ from recprompt.types import ItemListOutput, TextOutput
 
 __all__ = [
     "check_candidates",
+    "check_case_candidates",
     "other_reason",
     "short_users",
     "user_counts",
@@ -64,6 +65,35 @@ def check_candidates(spec: Spec, protocol: Protocol, *, ranking: bool) -> list[s
             "cannot tell systems apart"
         )
     return warnings
+
+
+def check_case_candidates(spec: Spec, protocol: Protocol, cases: list[Case]) -> None:
+    """Refuse, before any call, a case with fewer candidates than a top-K list needs.
+
+    A retriever's shortlist can be shorter than --shortlist: only items the user has not
+    seen are shortlisted, and a small catalogue runs out. The prompt would then ask for K
+    distinct items out of fewer, and the run would stop at that case, after the others.
+    """
+    output = spec.output
+    listwise = spec.rank is None or spec.rank.strategy in ("auto", "listwise")
+    if not (isinstance(output, ItemListOutput) and listwise):
+        return
+    short = [c for c in cases if len(c.meta.get("candidates", ())) < output.k]
+    if not short:
+        return
+    fewest = min(len(c.meta.get("candidates", ())) for c in short)
+    first = short[0]
+    user = first.meta.get("user_id", first.id)
+    why = (
+        f"the {protocol.retriever} shortlist holds only the items a user has not seen"
+        if protocol.retriever is not None
+        else "too few items are left to draw negatives from"
+    )
+    raise InputError(
+        f"{spec.name} asks for a top-{output.k} list, but {len(short)} case(s) have fewer "
+        f"candidates (user {user}: {len(first.meta.get('candidates', ()))}; {why})",
+        hint=f"use a spec with k at most {fewest}, or a dataset with more items per user",
+    )
 
 
 def _letters(spec: Spec) -> str | None:

@@ -24,7 +24,13 @@ from recprompt.environment import numeric_environment
 from recprompt.errors import BudgetError, InputError
 from recprompt.eval import signal
 from recprompt.eval.cases import Case, _is_ranking, _top_k
-from recprompt.eval.checks import check_candidates, other_reason, short_users, user_counts
+from recprompt.eval.checks import (
+    check_candidates,
+    check_case_candidates,
+    other_reason,
+    short_users,
+    user_counts,
+)
 from recprompt.eval.html import write_case_files
 from recprompt.eval.identity import cases_fingerprint, dataset_fingerprint, model_identity
 from recprompt.eval.report import (
@@ -426,6 +432,8 @@ def _evaluate(
     cases = make_cases(program, dataset, protocol)
     if not cases:
         raise InputError("the protocol produced no cases", hint="check --users and the dataset")
+    if not baselines_only:  # the baselines rank any number of candidates
+        check_case_candidates(program.spec, protocol, cases)
     users, shortfall = user_counts(
         protocol,
         cases,
