@@ -192,3 +192,18 @@ def test_report_pairs_tuned_with_zero_shot_on_the_same_test_users(tmp_path: Path
     assert mae["low"] <= mae["difference"] <= mae["high"] and 0 < mae["p_value"] <= 1
     markdown = (tmp_path / "tuned.report.md").read_text()
     assert "Tuned minus zero-shot on the same test users (rmse)" in markdown
+
+
+def test_a_budget_short_of_calibration_estimates_does_not_blame_the_report() -> None:
+    """optimize --no-report on rank.letters.rerank said '--budget 12 does not cover the
+    report's 176 calls' with the hint 'or pass --no-report': the 176 were calls set aside
+    for calibration estimates, and --no-report was already given."""
+    from recprompt.errors import BudgetError
+    from recprompt.optimize.search import make_plan
+
+    with pytest.raises(BudgetError) as caught:
+        make_plan(44, 3, 12, report_calls=0, reserved=176)
+    assert "176 calls for the calibration estimates" in caught.value.message
+    assert "report" not in caught.value.message and "--no-report" not in caught.value.hint
+    plan, _ = make_plan(4, 3, 200, report_calls=12, reserved=16)
+    assert plan.total == plan.search_calls + 28 and "calibration estimates 16" in plan.describe()

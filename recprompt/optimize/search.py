@@ -230,24 +230,30 @@ class Plan:
     rounds: list[tuple[int, int]]
     search_calls: int
     report_calls: int
+    reserved: int = 0
+    """Calls set aside for calibration estimates (rank specs with calibrated configs)."""
 
     @property
     def total(self) -> int:
-        return self.search_calls + self.report_calls
+        return self.search_calls + self.report_calls + self.reserved
 
     def describe(self) -> str:
         steps = " → ".join(f"{n} configs × {c} cases" for n, c in self.rounds)
+        estimates = f", calibration estimates {self.reserved}" if self.reserved else ""
         return (
             f"at most {self.total} model calls: search {self.search_calls} ({steps}), "
-            f"report {self.report_calls}"
+            f"report {self.report_calls}{estimates}"
         )
 
 
 def make_plan(
-    n_configs: int, n_valid: int, budget: int, report_calls: int, eta: int = 2
+    n_configs: int, n_valid: int, budget: int, report_calls: int, eta: int = 2, reserved: int = 0
 ) -> tuple[Plan, int]:
     """The most thorough schedule within budget: as many configs and as long a first
-    validation prefix as fit. Returns the plan and how many configs it keeps."""
+    validation prefix as fit. Returns the plan and how many configs it keeps.
+
+    ``reserved``: calls set aside besides the report's (calibration estimates); an error
+    names each part, so that --no-report is not suggested for calls it does not save."""
 
     def schedule(n: int, c0: int) -> list[tuple[int, int]]:
         rounds, c = [], c0
@@ -263,21 +269,26 @@ def make_plan(
             prev = c
         return total
 
-    available = budget - report_calls
+    set_aside = report_calls + reserved
+    available = budget - set_aside
     if available < 1:
+        parts = [f"the report's {report_calls} calls"] if report_calls else []
+        if reserved:
+            parts.append(f"{reserved} calls for the calibration estimates of calibrated configs")
         raise BudgetError(
-            f"--budget {budget} does not cover the report's {report_calls} calls",
-            hint=f"raise --budget above {report_calls}, or pass --no-report",
+            f"--budget {budget} does not cover {' and '.join(parts)}",
+            hint=f"raise --budget above {set_aside}"
+            + (", or pass --no-report" if report_calls else ""),
         )
     min_cases = min(n_valid, 4)  # one case per config is noise, not a ranking of configs
     for n in range(n_configs, 0, -1):
         for c0 in range(n_valid, min_cases - 1, -1):
             rounds = schedule(n, c0)  # the survivor is scored on every validation case
             if cost(rounds) <= available:
-                return Plan(rounds, cost(rounds), report_calls), n
+                return Plan(rounds, cost(rounds), report_calls, reserved), n
     raise BudgetError(
         f"--budget {budget} cannot score even one config on {n_valid} validation cases",
-        hint=f"raise --budget to at least {n_valid + report_calls}, or lower --valid-users",
+        hint=f"raise --budget to at least {n_valid + set_aside}, or lower --valid-users",
     )
 
 
@@ -479,7 +490,9 @@ def search(
         from recprompt.optimize.ranking import reserve
 
         reserved = reserve(ordered)
-    plan, n_keep = make_plan(len(ordered), len(valid_cases), budget, report_calls + reserved, eta)
+    plan, n_keep = make_plan(
+        len(ordered), len(valid_cases), budget, report_calls, eta, reserved=reserved
+    )
     announce(f"optimize: {len(ordered)} configs in the space, {n_keep} kept; {plan.describe()}")
     alive = ordered[:n_keep]
     trials: list[dict[str, Any]] = []
