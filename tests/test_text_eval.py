@@ -211,3 +211,20 @@ def test_users_without_a_reference_are_not_called_short_of_interactions(data_roo
     said = " ".join(result.output.split())
     assert "440 of the dataset's 991 users have no case (10 have fewer than 2" in said, said
     assert "430 whose held-out review has no explanation sentence to score against" in said
+
+
+def test_a_baselines_only_text_run_does_not_claim_text_has_no_baselines(data_root, cli, tmp_path):
+    """It said 'text outputs have no baselines' (they have: item_top_summary, ...) and
+    hinted 'choose --baselines', which changed nothing."""
+    if not (data_root / AMAZON).is_dir():
+        pytest.skip(f"{AMAZON} not under {data_root}")
+    out = tmp_path / "run"
+    result = cli.invoke(
+        app,
+        ["eval", "chatgpt.review_summary", "--data", str(data_root / AMAZON), "--users", "2",
+         "--baselines-only", "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "is not supported: a text spec's baselines are scored beside the model's" in said
+    assert "have no baselines" not in said and not (out / "run.json").exists()

@@ -242,11 +242,20 @@ def _chosen_baselines(
         chosen = list(RANKING_BASELINES if is_ranking else RATING_BASELINES)
         if not has_baselines:
             chosen = []
+    if baselines_only and isinstance(output, TextOutput):
+        raise InputError(
+            f"a baselines-only run of {program.spec.name} is not supported: a text spec's "
+            "baselines are scored beside the model's outputs, in a run with a model",
+            hint="drop --baselines-only / --model none (the report then gives the text "
+            "baselines too), or use a ranking or rating spec",
+        )
     if baselines_only and not (chosen and has_baselines):
         why = f"{output.type} outputs have no baselines" if not has_baselines else "none chosen"
         raise InputError(
             f"a baselines-only run of {program.spec.name} would report nothing: {why}",
-            hint="choose --baselines, or use a ranking or rating spec",
+            hint="choose --baselines, or use a ranking or rating spec"
+            if has_baselines
+            else "use a ranking or rating spec",
         )
     return chosen
 
