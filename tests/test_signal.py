@@ -417,6 +417,13 @@ def test_a_resumed_run_keeps_its_tuned_weight_and_calibration_without_new_calls(
     last = letters_program("contextual", prior="bpr", tune_users=6)
     evaluate(last, ds, protocol, tmp_path / "run", progress=False)
     assert last.backend.usage.calls == 0  # a finished run rewrites its report without a call
+    kept = tmp_path / "run" / "prepared.json"
+    state = json.loads(kept.read_text())
+    state["state"]["weight"] = 7.0  # not a weight: tuned again rather than trusted
+    kept.write_text(json.dumps(state))
+    edited = letters_program("contextual", prior="bpr", tune_users=6)
+    evaluate(edited, ds, protocol, tmp_path / "run", progress=False)
+    assert edited.rank_prior.weight == first.rank_prior.weight
 
 
 @pytest.mark.parametrize("holdout", ["last", "random"])

@@ -130,6 +130,8 @@ def load_prepared(path: Path, program: Any, wanted: Sequence[str]) -> dict[str, 
         prior = OptionPrior(**state["option_prior"]) if "calibration" in wanted else None
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
+    if weight is not None and not 0.0 <= weight <= 1.0:  # NaN fails too: not a tuned weight
+        return None
     if weight is not None:
         program.rank_prior.weight = weight
     if prior is not None:
