@@ -253,7 +253,7 @@ def test_cli_dry_run_on_data_without_time(tmp_path: Path, cli) -> None:
               "--negatives", "9", "--limit", "2"],
     )  # fmt: skip
     assert ran.exit_code == 0, ran.output
-    assert "books I watched" in ran.output  # the dataset's noun, not "movies"
+    assert "books I read" in ran.output  # the dataset's noun and verb, not "movies I watched"
     flat = re.sub(r"[\s│]+", "", ran.output)  # the protocol JSON wraps inside the table
     assert '"time":"none"' in flat and '"holdout":"random"' in flat
 
@@ -509,6 +509,42 @@ def test_item_noun_comes_from_the_dataset(data_root: Path, cli, monkeypatch) -> 
     assert "Which of these films will I watch next?" in result.output
 
 
+@pytest.mark.parametrize(
+    ("extra", "present", "past"),
+    [("item_noun: product\n", "buy", "bought"), ("item_noun: recipe\n", "pick", "picked"),
+     ("item_noun: book\nitem_verbs: [borrow, borrowed]\n", "borrow", "borrowed")],
+)  # fmt: skip
+def test_prompts_say_what_users_do_with_the_dataset_s_items(
+    tmp_path: Path, cli, extra: str, present: str, past: str
+) -> None:
+    """Every ranking prompt said "watched" and "watch", on products and books too."""
+    rows = "".join(f"u{u},i{(u + k) % 9},{k}\n" for u in range(4) for k in range(5))
+    (tmp_path / "r.csv").write_text("user,item,ts\n" + rows)
+    (tmp_path / "d.yaml").write_text(
+        "path: r.csv\ncolumns: {user: user, item: item, timestamp: ts}\n" + extra
+    )
+    assert load_dataset(tmp_path / "d.yaml").item_verbs == (present, past)
+    result = cli.invoke(
+        app,
+        ["dry-run", "rank.letters", "--data", str(tmp_path / "d.yaml"), "--negatives", "3",
+         "--limit", "1", "--show", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"I {past}, in order" in text and f"will I {present} next?" in text
+    assert "watch" not in text
+
+
+def test_item_verbs_must_be_two_words(tmp_path: Path, cli) -> None:
+    (tmp_path / "r.csv").write_text("user,item\nu1,i1\nu1,i2\n")
+    (tmp_path / "d.yaml").write_text(
+        "path: r.csv\ncolumns: {user: user, item: item}\nitem_verbs: [' ', read]\n"
+    )
+    result = cli.invoke(app, ["dry-run", "rank.letters", "--data", str(tmp_path / "d.yaml")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "item_verbs" in result.output, result.output
+
+
 # -- the README's example ------------------------------------------------------------------
 
 
@@ -533,7 +569,7 @@ def test_readme_dataset_yaml_example_loads_and_evaluates_cases(tmp_path: Path, c
          "random", "--negatives", "3", "--limit", "1"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "books I watched" in result.output
+    assert "books I read" in result.output
 
 
 def test_integer_ids_become_strings() -> None:

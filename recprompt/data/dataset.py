@@ -40,6 +40,23 @@ def plural(noun: str) -> str:
     return noun + "s"
 
 
+VERBS: dict[str, tuple[str, str]] = {
+    "movie": ("watch", "watched"),
+    "film": ("watch", "watched"),
+    "show": ("watch", "watched"),
+    "video": ("watch", "watched"),
+    "product": ("buy", "bought"),
+    "book": ("read", "read"),
+    "article": ("read", "read"),
+    "song": ("listen to", "listened to"),
+    "track": ("listen to", "listened to"),
+    "album": ("listen to", "listened to"),
+    "game": ("play", "played"),
+}
+"""What a user does with an item, by noun: (present, past participle). Anything else is
+picked ("The items I picked"), which reads right for any noun."""
+
+
 def _year(meta: Mapping[str, Any] | None) -> str | None:
     if not meta:
         return None
@@ -156,6 +173,8 @@ class Dataset:
     stats: dict[str, Any] = field(default_factory=dict)
     item_noun: str = "item"
     time: TimeSource = "timestamp"
+    item_verb_forms: tuple[str, str] | None = None
+    """(present, past) that prompts use for the user's action; None: by noun (:data:`VERBS`)."""
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -211,6 +230,14 @@ class Dataset:
     def item_nouns(self) -> str:
         """Plural of :attr:`item_noun`, for prompts that list items."""
         return plural(self.item_noun)
+
+    @property
+    def item_verbs(self) -> tuple[str, str]:
+        """What prompts say a user does with an item, (present, past): a product is bought,
+        a movie watched. A dataset YAML's ``item_verbs`` overrides the noun's default."""
+        if self.item_verb_forms is not None:
+            return self.item_verb_forms
+        return VERBS.get(self.item_noun.strip().lower(), ("pick", "picked"))
 
     def user_codes(self) -> tuple[np.ndarray, list[str]]:
         """Per-row user codes (sorted-id order) and the sorted distinct user ids (cached)."""
@@ -283,6 +310,7 @@ class Dataset:
             stats=dict(self.stats),
             item_noun=self.item_noun,
             time=self.time,
+            item_verb_forms=self.item_verb_forms,
             _cache=cache,
         )
 

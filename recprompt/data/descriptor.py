@@ -9,6 +9,9 @@ and which columns mean what (paths are relative to the YAML file)::
     columns: {user: reader, item: book, rating: stars, timestamp: time, title: name}
     items: {path: books.csv, item: book, title: name}   # optional item table
     item_noun: book             # what prompts call an item (default "item")
+    item_verbs: [read, read]    # what a user does with one: present, past (default by noun:
+                                # movie watch/watched, product buy/bought, book read/read,
+                                # else pick/picked)
     file_order_is_time: false   # true only if rows are in time order and there is no time
 
 Only ``path`` and, for CSV, ``columns.user`` and ``columns.item`` are required. Unknown
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from recprompt.data.dataset import Dataset
 from recprompt.errors import DataError, Location
@@ -64,10 +67,18 @@ class DatasetFile(BaseModel):
     columns: Columns = Columns()
     items: ItemTable | None = None
     item_noun: str | None = None
+    item_verbs: tuple[str, str] | None = None
     file_order_is_time: bool = False
 
+    @field_validator("item_verbs")
+    @classmethod
+    def _words(cls, verbs: tuple[str, str] | None) -> tuple[str, str] | None:
+        if verbs is not None and any(not v.strip() or "\n" in v for v in verbs):
+            raise ValueError("item_verbs must be two words, present and past, e.g. [read, read]")
+        return verbs
 
-_ANY = {"format", "path", "name", "item_noun"}
+
+_ANY = {"format", "path", "name", "item_noun", "item_verbs"}
 USED_BY = {
     "recbole": _ANY | {"columns", "file_order_is_time"},
     "movielens": _ANY,
@@ -189,4 +200,6 @@ def load_descriptor(path: str | Path) -> Dataset:
             ds.item_noun = spec.item_noun
     if spec.name:
         ds.name = spec.name
+    if spec.item_verbs:
+        ds.item_verb_forms = (spec.item_verbs[0].strip(), spec.item_verbs[1].strip())
     return ds

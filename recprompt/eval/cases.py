@@ -13,6 +13,9 @@ spec that needs anything else, before any model call:
     item_kind, item_noun, item_nouns     what the dataset calls an item ("movie" on MovieLens,
                                          "product" on Amazon, else "item"; --item-noun sets it);
                                          item_kind is plural when the spec's default is
+    item_verb, item_verb_past            what a user does with one (watch/watched for movies,
+                                         buy/bought for products, else by noun or pick/picked;
+                                         a dataset YAML's item_verbs sets them)
 
 Text outputs (review summaries, explanations) get their cases from review data, see
 :mod:`recprompt.eval.text_cases`; inputs filled by a spec's ``stages:`` are computed at run
@@ -63,6 +66,8 @@ FILLABLE = (
     "item_kind",
     "item_noun",
     "item_nouns",
+    "item_verb",
+    "item_verb_past",
 )
 
 
@@ -129,6 +134,11 @@ def _nouns(spec: Spec, ds: Dataset) -> dict[str, str]:
         values["item_noun"] = ds.item_noun
     if "item_nouns" in spec.inputs:
         values["item_nouns"] = ds.item_nouns
+    present, past = ds.item_verbs
+    if "item_verb" in spec.inputs:
+        values["item_verb"] = present
+    if "item_verb_past" in spec.inputs:
+        values["item_verb_past"] = past
     declared = spec.inputs.get("item_kind")
     if declared is not None:
         plural_default = str(declared.default or "").endswith("s")  # "movies" vs "movie"
