@@ -163,6 +163,10 @@ def _spec_errors(exc: ValidationError, data: Any, where: _Positions, file: str) 
             hint = f"output type must be one of: {', '.join(OUTPUT_TYPES)}"
         elif error["type"] == "literal_error":
             hint = "use one of the values listed"
+        elif error["type"] == "string_pattern_mismatch":
+            hint = "use letters, digits, '_', '.' and '-' only, e.g. 'zero-shot' or '1-1'"
+        elif error["type"] in ("greater_than_equal", "less_than_equal", "int_type"):
+            hint = "see 'recprompt schema' or the field's description for the allowed values"
         problems.append((where.location(file, path), f"{field}: {message}", hint))
     first_location, first_message, first_hint = problems[0]
     message = first_message

@@ -79,7 +79,7 @@ class Variant(_Strict):
     """One prompt of a family (e.g. P5's 1-1 .. 1-10). Held-out variants are for zero-shot
     evaluation only: the optimizer never selects them."""
 
-    id: str = Field(description="Identifier within the family, e.g. '1-1'.")
+    id: str = Field(description="Identifier within the family, e.g. '1-1'.", pattern=r"^[\w.\-]+$")
     template: str = Field(description="Jinja2 template of the prompt.")
     system: str | None = Field(None, description="Optional system part, overriding the spec's.")
     held_out: bool = Field(False, description="Reserved for zero-shot evaluation.")
@@ -115,7 +115,7 @@ class DemoSpec(_Strict):
         default_factory=list,
         description="Fixed demonstrations: each holds the inputs and the output by name.",
     )
-    seed: int = Field(0, description="Seed of the random selector.")
+    seed: int = Field(0, ge=0, description="Seed of the random selector.")
 
 
 class RankSpec(_Strict):
@@ -131,7 +131,9 @@ class RankSpec(_Strict):
     method: Literal["allpair", "sliding", "heap"] = Field(
         "heap", description="Pairwise only: all pairs, sliding window, or heap-sort top-k."
     )
-    top_k: int = Field(10, ge=1, description="How many top items must be ordered exactly.")
+    top_k: int = Field(
+        10, ge=1, strict=True, description="How many top items must be ordered exactly."
+    )
     bootstrap: int = Field(
         1, ge=1, description="Shuffled candidate orders aggregated by rank (LLMRank)."
     )
@@ -159,7 +161,7 @@ class RankSpec(_Strict):
         description="recprompt eval tunes prior_weight on this many validation users, "
         "disjoint from the test users, and reports the weight and its validation curve.",
     )
-    seed: int = Field(0, description="Seed of candidate shuffles.")
+    seed: int = Field(0, ge=0, description="Seed of candidate shuffles.")
 
     @model_validator(mode="after")
     def _weight_needs_a_prior(self) -> RankSpec:
@@ -483,7 +485,16 @@ def _rank_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
     ranked_by_letter = (spec.rank.strategy == "letters" and single) or (
         spec.rank.strategy == "auto" and letters and len(options) > 2
     )  # as recprompt.rank.runner.resolve_strategy decides
-    if ranked_by_letter and "".join(options) != alphabet[: len(options)]:
+    if spec.rank.strategy == "letters" and options and not single:
+        issues.append(
+            (
+                ("output", "options"),
+                f"strategy letters scores one letter per candidate, but the options are "
+                f"{', '.join(options[:6])}{', ...' if len(options) > 6 else ''}",
+                "list single capital letters A, B, C, ... as the options",
+            )
+        )
+    elif ranked_by_letter and "".join(options) != alphabet[: len(options)]:
         issues.append(
             (
                 ("output", "options"),
