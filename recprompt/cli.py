@@ -30,6 +30,7 @@ from recprompt.cli_args import (
     input_paths,
     make_protocol,
     out_path,
+    parse_baselines,
     parse_input,
 )
 from recprompt.errors import InputError, RecpromptError
@@ -660,9 +661,7 @@ def eval_command(
                 "--variant": variant is not None,
             }
         )
-    chosen = (
-        None if baselines is None else [b for b in baselines.split(",") if b not in ("", "none")]
-    )
+    chosen = None if baselines is None else parse_baselines(baselines)
     retrieval = _retrieval_options(retriever, shortlist, negatives=negatives, sampler=sampler)
     check_plan(checked.spec, chosen, retriever, retrieval.get("shortlist"))
     check_candidate_flags(checked.spec, negatives, sampler, history)

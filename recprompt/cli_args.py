@@ -107,6 +107,25 @@ HISTORY_INPUTS = ("history", "liked", "disliked", "example_history", "user_examp
 """Inputs that evaluation fills from the user's history (see recprompt.eval.cases)."""
 
 
+def parse_baselines(text: str) -> list[str]:
+    """``--baselines a,b``: the names in order; ``none`` alone (or empty) means no baseline.
+    A repeated name or ``none`` beside names is refused: the report would not show what the
+    command seems to ask for."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if "none" in names and len(names) > 1:
+        raise InputError(
+            f"--baselines {text!r} mixes 'none' with baselines",
+            hint="pass --baselines none for no baseline, or list the baselines without 'none'",
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(
+            f"--baselines names {', '.join(repeated)} more than once",
+            hint="list each baseline once",
+        )
+    return [n for n in names if n != "none"]
+
+
 def check_no_model_flags(given: dict[str, bool]) -> None:
     """Refuse model and server flags on a run that loads no model (``--baselines-only`` or
     ``--model none``): they would be accepted and do nothing. ``given`` maps each flag to

@@ -564,6 +564,18 @@ def test_model_flags_on_a_run_without_a_model_are_refused(cli, ml100k, tmp_path,
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("random,random", "random more than once"), ("none,bpr", "mixes 'none'")],
+)
+def test_baselines_that_say_two_things_are_refused(cli, ml100k, tmp_path, value, words):
+    out = tmp_path / "run"
+    args = ["eval", "rank.letters", "--data", "ml-100k", "--users", "2", "--model", "none"]
+    result = cli.invoke(app, [*args, "--out", str(out), "--baselines", value])
+    _clean_failure(result)
+    assert words in result.output and not out.exists()
+
+
 def test_users_left_out_of_every_user_are_named(cli, tmp_path):
     """All_Beauty 5-core has 10 users with one interaction after deduplication; a run over
     every user covered 981 of 991 and said nothing about the other 10."""
