@@ -245,6 +245,16 @@ MALFORMED = {
         "one per case id",
     ),
     "per_case ids object": ("per_case.json", lambda p: {**p, "ids": {}}, "'ids' is not a list"),
+    "per_case NaN": (
+        "per_case.json",
+        lambda p: {**p, "program": {k: [float("nan")] * len(v) for k, v in p["program"].items()}},
+        "NaN or infinite",
+    ),
+    "per_case infinite": (
+        "per_case.json",
+        lambda p: {**p, "program": {k: [float("inf")] * len(v) for k, v in p["program"].items()}},
+        "NaN or infinite",
+    ),
 }
 
 

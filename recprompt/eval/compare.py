@@ -103,6 +103,8 @@ def _per_case(path: Path, per_case: dict[str, Any]) -> tuple[list[str], dict[str
             values[name] = np.empty(0)
         if values[name].shape != (len(ids),):
             _malformed(path, f"'program.{name}' is not {len(ids)} numbers, one per case id")
+        if not np.isfinite(values[name]).all():  # eval never writes NaN or infinity
+            _malformed(path, f"'program.{name}' holds NaN or infinite values")
     return [str(i) for i in ids], values
 
 
