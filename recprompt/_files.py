@@ -296,9 +296,14 @@ def exclusive_lock(
     if key in _HELD:
         yield path
         return
+    if path.is_symlink():  # never follow it: the lock would truncate whatever it points to
+        raise InputError(
+            f"{path} is a symbolic link, not a recprompt lock file",
+            hint=f"remove it, or pass another {flag}",
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, _MODE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, _MODE)
     except OSError as exc:
         raise InputError(
             f"cannot write to {flag} {folder}: {exc.strerror or exc}",

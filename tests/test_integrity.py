@@ -361,6 +361,19 @@ def test_a_second_run_on_a_locked_folder_stops_clearly(tmp_path):
     assert backend.calls > 0
 
 
+def test_a_lock_file_that_is_a_symlink_is_never_followed(tmp_path):
+    from recprompt._files import LOCK_NAME, exclusive_lock
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_NAME).symlink_to(precious)
+    with pytest.raises(InputError, match="symbolic link"), exclusive_lock(run):
+        pass
+    assert precious.read_text() == "keep me\n"
+
+
 def test_the_lock_is_released_when_its_holder_is_killed(tmp_path):
     import signal
     import subprocess
