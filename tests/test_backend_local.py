@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from recprompt.backends import LocalBackend, get_backend
+from recprompt.backends import LocalBackend, get_backend, local
 from recprompt.backends.base import heal_space
 from recprompt.constraints import Choice, FreeText, ItemList, JsonObject
 from recprompt.errors import BackendError, ModelNotFoundError, OutputError
@@ -31,6 +31,20 @@ def test_missing_gguf_is_model_not_found(tmp_path):
         get_backend(str(missing))
     with pytest.raises(ModelNotFoundError, match=r"nope\.gguf"):
         LocalBackend(missing)
+
+
+@pytest.mark.model
+def test_a_backend_runs_on_the_threads_it_asks_for():
+    """The loaded model is shared per file, but never across thread counts."""
+    before = dict(local._REGISTRY)
+    try:
+        one, three = LocalBackend(n_threads=1), LocalBackend(n_threads=3)
+        assert one._model.llm.context_params.n_threads == 1
+        assert three._model.llm.context_params.n_threads == 3
+        assert LocalBackend(n_threads=1)._model is one._model
+    finally:
+        for key in set(local._REGISTRY) - set(before):
+            local._REGISTRY.pop(key).llm.close()
 
 
 def _free(backend: LocalBackend, prompt: str, max_tokens: int) -> str:

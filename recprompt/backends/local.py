@@ -128,7 +128,9 @@ class _Model:
 
 
 def _load(path: Path, n_ctx: int, n_threads: int, seed: int) -> _Model:
-    key = (str(path.resolve()), n_ctx)
+    # Threads are part of the key: a cached model keeps the thread count it was built with,
+    # so a backend asking for other threads would silently run on the first one's.
+    key = (str(path.resolve()), n_ctx, n_threads)
     with _REGISTRY_LOCK:
         model = _REGISTRY.get(key)
         if model is None:
