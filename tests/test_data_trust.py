@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -228,6 +229,26 @@ def test_one_timestamp_for_every_row_counts_as_no_time(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="one timestamp for every row"):
         ranking_examples(ds, Protocol(n_negatives=5))
     assert len(ranking_examples(ds, Protocol(n_negatives=5, holdout="random"))) == 12
+
+
+@pytest.mark.parametrize("name", ["ratings.csv", "books.csv"])
+@pytest.mark.parametrize("kind", ["named pipe (FIFO)", "folder"])
+def test_a_data_file_that_is_not_a_regular_file_is_named_as_such(tmp_path, name, kind) -> None:
+    """A pipe was reported as a missing file (and a reader could block on it)."""
+    descriptor = _made_up(tmp_path)
+    (tmp_path / name).unlink()
+    if kind == "folder":
+        (tmp_path / name).mkdir()
+    else:
+        os.mkfifo(tmp_path / name)
+    with pytest.raises(DataError, match=rf"{name} is a {re.escape(kind)}, not a regular file"):
+        load_dataset(descriptor)
+
+
+def test_a_named_pipe_given_as_the_dataset_is_named_as_such(tmp_path) -> None:
+    os.mkfifo(tmp_path / "ratings.csv")
+    with pytest.raises(DataError, match=r"is a named pipe \(FIFO\), not a regular file"):
+        load_dataset(tmp_path / "ratings.csv")
 
 
 def test_items_missing_from_the_titles_file_are_counted_in_a_warning(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
+from recprompt._files import special_kind
 from recprompt.errors import DataError, Location
 
 __all__ = ["fail", "numbered_lines", "parse_float", "parse_int", "parse_rating", "require"]
@@ -21,6 +22,14 @@ def fail(path: Path | str, line: int | None, message: str, hint: str | None = No
 
 def require(path: Path) -> Path:
     """The path itself, or a DataError saying which file a format needs."""
+    kind = special_kind(path)
+    if kind is not None:  # a pipe would be read as empty or block; say what it is instead
+        fail(
+            path,
+            None,
+            f"{path.name} is {kind}, not a regular file",
+            "datasets are read from regular files: save the data to a file and point to that",
+        )
     if not path.is_file():
         fail(path, None, f"required file {path.name} is missing", "check the dataset directory")
     return path

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from recprompt._files import special_kind
 from recprompt.data.amazon import load_amazon
 from recprompt.data.dataset import Dataset
 from recprompt.data.descriptor import load_descriptor
@@ -85,6 +86,14 @@ def load_dataset(name_or_path: str | Path, *, root: str | Path | None = None) ->
     for path in paths:
         if not path.exists():
             continue
+        kind = special_kind(path)
+        if kind is not None and not path.is_dir():
+            raise DataError(
+                f"{path.name} is {kind}, not a regular file or folder",
+                location=Location(str(path)),
+                hint="datasets are read from regular files: save the data to a file and point "
+                "--data to it",
+            )
         loader = detect_format(path)
         if loader is None:
             raise DataError(

@@ -6,6 +6,7 @@ without the local extra, a 4-characters-per-token estimate is used and reported 
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -25,6 +26,7 @@ def token_counter(model_path: str | None = None) -> tuple[str, Callable[[str], i
             model_path = str(assemble())
         with suppress_stdout_stderr(disable=False):
             vocab = llama_cpp.Llama(model_path=model_path, vocab_only=True, verbose=False)
+        atexit.register(vocab.close)  # freed at teardown, llama-cpp-python's __del__ fails
     except Exception:  # any failure means no tokenizer here: estimate instead
         return "estimate (4 chars/token)", lambda text: max(1, len(text) // 4)
 
