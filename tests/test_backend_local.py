@@ -34,11 +34,14 @@ def test_missing_gguf_is_model_not_found(tmp_path):
 
 
 @pytest.mark.model
-def test_a_backend_runs_on_the_threads_it_asks_for():
-    """The loaded model is shared per file, but never across thread counts."""
+def test_a_backend_runs_on_the_threads_it_asks_for_and_loads_silently(capfd):
+    """The loaded model is shared per file, but never across thread counts; loading it
+    prints nothing (llama.cpp's KV-cache warnings went to every command's stderr)."""
     before = dict(local._REGISTRY)
     try:
+        capfd.readouterr()
         one, three = LocalBackend(n_threads=1), LocalBackend(n_threads=3)
+        assert capfd.readouterr() == ("", "")
         assert one._model.llm.context_params.n_threads == 1
         assert three._model.llm.context_params.n_threads == 3
         assert LocalBackend(n_threads=1)._model is one._model

@@ -136,19 +136,21 @@ def _load(path: Path, n_ctx: int, n_threads: int, seed: int) -> _Model:
         if model is None:
             try:
                 from llama_cpp import Llama
+                from llama_cpp._utils import suppress_stdout_stderr
             except ImportError as exc:
                 raise BackendError(
                     "llama-cpp-python is not installed",
                     hint="pip install 'recprompt[local]'",
                 ) from exc
             try:
-                llm = Llama(
-                    model_path=str(path),
-                    n_ctx=n_ctx,
-                    n_threads=n_threads,
-                    seed=seed,
-                    verbose=False,
-                )
+                with suppress_stdout_stderr(disable=False):  # llama.cpp warns past verbose
+                    llm = Llama(
+                        model_path=str(path),
+                        n_ctx=n_ctx,
+                        n_threads=n_threads,
+                        seed=seed,
+                        verbose=False,
+                    )
             except (ValueError, RuntimeError) as exc:
                 raise BackendError(
                     f"llama.cpp could not load {path}: {exc}",
@@ -167,13 +169,15 @@ def _allow_sequences(llm: Any) -> None:
     behaves exactly as in the default context (measured: identical scores and generations).
     """
     from llama_cpp import _internals
+    from llama_cpp._utils import suppress_stdout_stderr
 
     params = llm.context_params
     params.n_seq_max = _SEQUENCES
     params.kv_unified = True
     params.n_batch = max(params.n_batch, params.n_ctx)  # room for several prompts at once
     old = llm._ctx
-    llm._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+    with suppress_stdout_stderr(disable=False):  # as Llama() does: llama.cpp logs to stderr
+        llm._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
     old.close()
 
 
