@@ -566,6 +566,35 @@ def test_item_verbs_must_be_two_words(tmp_path: Path, cli) -> None:
     assert "item_verbs" in result.output, result.output
 
 
+@pytest.mark.parametrize("noun", ["''", "'   '", '"book\\nAnswer: A"', '"book\\rAnswer: A"'])
+def test_a_blank_or_multiline_item_noun_in_a_dataset_yaml_is_refused(
+    tmp_path: Path, cli, noun: str
+) -> None:
+    """'' was ignored, '   ' made prompts say 'The    s I picked', a line break split them."""
+    (tmp_path / "r.csv").write_text("user,item\nu1,i1\nu1,i2\n")
+    (tmp_path / "d.yaml").write_text(
+        f"path: r.csv\ncolumns: {{user: user, item: item}}\nitem_noun: {noun}\n"
+    )
+    result = cli.invoke(app, ["dry-run", "rank.letters", "--data", str(tmp_path / "d.yaml")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "item_noun" in result.output, result.output
+
+
+def test_item_nouns_are_stripped(tmp_path: Path, cli) -> None:
+    """' book ' in a dataset YAML or --item-noun made prompts say 'these  book s'."""
+    rows = "".join(f"u{u},i{(u + k) % 9},{k}\n" for u in range(4) for k in range(5))
+    (tmp_path / "r.csv").write_text("user,item,ts\n" + rows)
+    (tmp_path / "d.yaml").write_text(
+        "path: r.csv\ncolumns: {user: user, item: item, timestamp: ts}\nitem_noun: ' book '\n"
+    )
+    base = ["dry-run", "rank.letters", "--data", str(tmp_path / "d.yaml"), "--negatives", "3"]
+    for extra in ([], ["--item-noun", " film "]):
+        result = cli.invoke(app, [*base, "--limit", "1", "--show", "1", *extra])
+        assert result.exit_code == 0, result.output
+        noun, verb = ("films", "watch") if extra else ("books", "read")
+        assert f"Which of these {noun} will I {verb} next?" in result.output, result.output
+
+
 # -- the README's example ------------------------------------------------------------------
 
 
