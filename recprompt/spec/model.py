@@ -64,10 +64,13 @@ class InputSpec(_Strict):
     default: Any = Field(None, description="Value used when the input is omitted.")
     description: str | None = None
     max_length: int | None = Field(
-        None, ge=1, description="For lists: keep only the last (most recent) N entries."
+        None,
+        ge=1,
+        strict=True,
+        description="For lists: keep only the last (most recent) N entries.",
     )
     count: int | None = Field(
-        None, ge=1, description="For candidates/items: how many the task expects."
+        None, ge=1, strict=True, description="For candidates/items: how many the task expects."
     )
 
     @property
@@ -103,7 +106,7 @@ class Variant(_Strict):
 class DemoSpec(_Strict):
     """Few-shot demonstrations: how many, chosen how, written how."""
 
-    k: int = Field(0, ge=0, description="Number of demonstrations per prompt.")
+    k: int = Field(0, ge=0, strict=True, description="Number of demonstrations per prompt.")
     selector: SelectorName = Field("random", description="How demonstrations are chosen.")
     format: str | None = Field(
         None,
@@ -115,7 +118,7 @@ class DemoSpec(_Strict):
         default_factory=list,
         description="Fixed demonstrations: each holds the inputs and the output by name.",
     )
-    seed: int = Field(0, ge=0, description="Seed of the random selector.")
+    seed: int = Field(0, ge=0, strict=True, description="Seed of the random selector.")
 
 
 class RankSpec(_Strict):
@@ -135,7 +138,7 @@ class RankSpec(_Strict):
         10, ge=1, strict=True, description="How many top items must be ordered exactly."
     )
     bootstrap: int = Field(
-        1, ge=1, description="Shuffled candidate orders aggregated by rank (LLMRank)."
+        1, ge=1, strict=True, description="Shuffled candidate orders aggregated by rank (LLMRank)."
     )
     candidates_from: str = Field(
         "candidates", description="Where the candidate list comes from (data fills it)."
@@ -153,15 +156,17 @@ class RankSpec(_Strict):
         0.0,
         ge=0.0,
         le=1.0,
+        strict=True,
         description="Weight of the prior, used as given unless tune_users is set.",
     )
     tune_users: int | None = Field(
         None,
         ge=1,
+        strict=True,
         description="recprompt eval tunes prior_weight on this many validation users, "
         "disjoint from the test users, and reports the weight and its validation curve.",
     )
-    seed: int = Field(0, ge=0, description="Seed of candidate shuffles.")
+    seed: int = Field(0, ge=0, strict=True, description="Seed of candidate shuffles.")
 
     @model_validator(mode="after")
     def _weight_needs_a_prior(self) -> RankSpec:
@@ -194,9 +199,14 @@ class CalibrationSpec(_Strict):
     method: Literal["none", "contextual", "pride"] = Field(
         "none", description="How the option prior is estimated; none = raw scores."
     )
-    samples: int = Field(4, ge=1, description="Cases the prior is estimated on (no labels).")
+    samples: int = Field(
+        4, ge=1, strict=True, description="Cases the prior is estimated on (no labels)."
+    )
     permutations: int | None = Field(
-        None, ge=1, description="PriDe: cyclic shifts per case (default: one per candidate)."
+        None,
+        ge=1,
+        strict=True,
+        description="PriDe: cyclic shifts per case (default: one per candidate).",
     )
     content_free: str = Field(
         "N/A", description="Contextual: the text that replaces every item of a case."
@@ -222,7 +232,9 @@ class StageSpec(_Strict):
     )
     over: str | None = Field(None, description="per: item: the list input whose items it fills.")
     variant: str | None = Field(None, description="The stage spec's variant (default: its first).")
-    max_tokens: int | None = Field(None, ge=1, description="Override the stage's token bound.")
+    max_tokens: int | None = Field(
+        None, ge=1, strict=True, description="Override the stage's token bound."
+    )
     inputs: dict[str, str] = Field(
         default_factory=dict,
         description="Stage input -> this spec's input (per: item: item field) that feeds it; "
