@@ -309,6 +309,33 @@ def test_csv_with_a_byte_order_mark_finds_its_first_column(tmp_path: Path) -> No
     assert load_dataset(tmp_path / "d.yaml").user_ids() == ["u1"]
 
 
+def test_a_gzipped_csv_is_read_like_the_other_formats_gz_files(tmp_path: Path) -> None:
+    """ratings.csv.gz (and a gzipped item table) was read as text: 'cannot decode as utf-8',
+    with a hint at the encoding; a .gz that is not gzip, or cut short, is a DataError."""
+    import gzip
+
+    text = "\ufeffuser,item\r\nu1,i1\r\nu1,i2\r\nu2,i1\r\n"
+    (tmp_path / "r.csv.gz").write_bytes(gzip.compress(text.encode("utf-8")))
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(b"id,name\ni1,Caf\xe9\ni2,Tea\n"))
+    (tmp_path / "d.yaml").write_text(
+        "path: r.csv.gz\ncolumns: {user: user, item: item}\n"
+        "items: {path: t.csv.gz, item: id, title: name, encoding: latin-1}\n"
+    )
+    ds = load_dataset(tmp_path / "d.yaml")
+    assert (ds.user_ids(), ds.item_ids(), ds.item_title("i1")) == (
+        ["u1", "u2"],
+        ["i1", "i2"],
+        "Café",
+    )
+    for name, data in [("bad", text.encode()), ("cut", gzip.compress(text.encode() * 50)[:40])]:
+        (tmp_path / f"{name}.csv.gz").write_bytes(data)
+        (tmp_path / f"{name}.yaml").write_text(
+            f"path: {name}.csv.gz\ncolumns: {{user: user, item: item}}\n"
+        )
+        with pytest.raises(DataError, match=rf"{name}\.csv\.gz: cannot read file"):
+            load_dataset(tmp_path / f"{name}.yaml")
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -35,8 +36,10 @@ def _reader(
         codec = codecs.lookup(encoding).name
     except LookupError:
         fail(path, None, f"unknown encoding {encoding!r}", "e.g. utf-8, latin-1, cp1252")
+    # ratings.csv.gz was read as text: "cannot decode as utf-8", with a hint at the encoding
+    opener: Any = gzip.open if path.suffix == ".gz" else open
     try:
-        fh = path.open(encoding="utf-8-sig" if codec == "utf-8" else encoding, newline="")
+        fh = opener(path, "rt", encoding="utf-8-sig" if codec == "utf-8" else encoding, newline="")
     except OSError as exc:
         fail(path, None, f"cannot read file: {exc}")
     reader = csv.DictReader(fh, delimiter=delimiter)
@@ -48,6 +51,9 @@ def _reader(
     except csv.Error as exc:
         fh.close()
         fail(path, 1, f"cannot read the header: {exc}")
+    except (OSError, EOFError) as exc:  # a .gz that is not gzip, or cut short
+        fh.close()
+        fail(path, None, f"cannot read file: {exc}")
     for col in columns:
         if col is not None and col not in fields:
             fh.close()
@@ -78,6 +84,8 @@ def _rows(
             fail(path, None, f"cannot decode: {exc.reason}", _ENCODING_HINT)
         except csv.Error as exc:
             fail(path, reader.line_num, f"malformed CSV: {exc}")
+        except (OSError, EOFError) as exc:
+            fail(path, None, f"cannot read file: {exc}")
 
 
 def load_item_table(
