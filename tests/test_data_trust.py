@@ -309,6 +309,20 @@ def test_csv_with_a_byte_order_mark_finds_its_first_column(tmp_path: Path) -> No
     assert load_dataset(tmp_path / "d.yaml").user_ids() == ["u1"]
 
 
+@pytest.mark.parametrize(
+    "columns",
+    ["{user: a, item: a}", "{user: a, item: b, timestamp: b}", "{user: a, item: b, rating: a}"],
+)
+def test_a_column_named_for_two_roles_is_refused(tmp_path: Path, cli, columns: str) -> None:
+    """columns: {user: a, item: a} made every user a one-item user, and the run said only
+    that no user had enough events."""
+    (tmp_path / "r.csv").write_text("a,b\n1,2\n1,3\n2,3\n")
+    (tmp_path / "d.yaml").write_text(f"path: r.csv\ncolumns: {columns}\n")
+    result = cli.invoke(app, ["dry-run", "rank.letters", "--data", str(tmp_path / "d.yaml")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "is named as both" in result.output, result.output
+
+
 def test_a_gzipped_csv_is_read_like_the_other_formats_gz_files(tmp_path: Path) -> None:
     """ratings.csv.gz (and a gzipped item table) was read as text: 'cannot decode as utf-8',
     with a hint at the encoding; a .gz that is not gzip, or cut short, is a DataError."""
