@@ -212,6 +212,27 @@ class CalibrationSpec(_Strict):
         "N/A", description="Contextual: the text that replaces every item of a case."
     )
 
+    @model_validator(mode="after")
+    def _settings_of_the_method(self) -> CalibrationSpec:
+        """A setting the chosen method never reads was accepted and changed nothing
+        (``permutations`` under contextual, ``content_free`` under pride, any under none)."""
+        read = {"none": set(), "contextual": {"samples", "content_free"}}
+        read["pride"] = {"samples", "permutations"}
+        fields = type(self).model_fields
+        unread = [
+            name
+            for name in ("samples", "permutations", "content_free")  # defaults: a dumped spec
+            if name not in read[self.method] and getattr(self, name) != fields[name].default
+        ]
+        if unread:
+            users = {"samples": "contextual and pride", "permutations": "pride"}
+            raise ValueError(
+                f"{unread[0]} is not used by method {self.method} (only by "
+                f"{users.get(unread[0], 'contextual')}): set that method, or remove "
+                f"{unread[0]}"
+            )
+        return self
+
 
 class StageSpec(_Strict):
     """An earlier program whose typed output fills an input of this spec (PALR's profile,
