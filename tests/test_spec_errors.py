@@ -170,6 +170,26 @@ CASES = [
         "",
     ),
     (
+        "a pairwise setting on letters",
+        LETTERED.replace("top_k: 5}", "top_k: 5, method: allpair}"),
+        SpecError,
+        11,
+        45,
+        "rank.method is used by strategy pairwise only",
+        "remove rank.method",
+    ),
+    (
+        "pointwise into an undeclared input",
+        GOOD.replace(
+            "{type: rating, scale: [1, 5]}", "{type: choice, options: ['Yes', 'No']}"
+        ).replace("metric: rmse", "rank: {strategy: pointwise, top_k: 5, candidate_input: title}"),
+        SpecError,
+        11,
+        56,
+        "'title' is not declared",
+        "user_id",
+    ),
+    (
         "tune_users is a boolean",
         LETTERED.replace("top_k: 5}", "top_k: 5, prior: bpr, tune_users: true}"),
         SpecError,

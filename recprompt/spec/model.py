@@ -454,7 +454,7 @@ def semantic_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
     from recprompt.rank.calibration import calibration_issues
 
     issues = [*_stage_issues(spec), *calibration_issues(spec), *_source_issues(spec)]
-    issues += _rank_issues(spec)
+    issues += _rank_issues(spec) + _strategy_issues(spec)
     return [*issues, *_name_issues(spec), *_metric_issues(spec)]
 
 
@@ -487,6 +487,57 @@ def _source_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
                 f"lower k to at most {declared.count}, or raise the candidates' count",
             )
         )
+    return issues
+
+
+def _strategy_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
+    """Settings of one strategy under another changed nothing (``method: allpair`` on
+    letters), and the inputs pointwise and pairwise write candidates into must be declared:
+    both were found only at the first case, after the model was loaded."""
+    rank = spec.rank
+    if rank is None or rank.strategy == "auto":
+        return []
+    issues: list[tuple[tuple[str, ...], str, str]] = []
+    only = {"method": "pairwise", "pair_inputs": "pairwise", "candidate_input": "pointwise"}
+    defaults = RankSpec.model_fields
+    for name, strategy in only.items():
+        if rank.strategy != strategy and getattr(rank, name) != defaults[name].default:
+            issues.append(
+                (
+                    ("rank", name),
+                    f"rank.{name} is used by strategy {strategy} only, but the strategy is "
+                    f"{rank.strategy}",
+                    f"remove rank.{name}, or set rank.strategy: {strategy}",
+                )
+            )
+    declared = [n for n in spec.inputs if spec.inputs[n].type == "str"]
+    if rank.strategy == "pointwise":
+        name = rank.candidate_input or next(
+            (n for n in ("item_title", "target_title", "item") if n in spec.inputs), None
+        )
+        if name is None or name not in spec.inputs:
+            issues.append(
+                (
+                    ("rank", "candidate_input"),
+                    "pointwise ranking writes each candidate into an input, but "
+                    + (f"{name!r} is not declared" if name else "none is named"),
+                    "set rank.candidate_input to a declared str input"
+                    + (f" ({', '.join(declared[:5])})" if declared else ", e.g. item_title"),
+                )
+            )
+    if rank.strategy == "pairwise":
+        missing = [n for n in rank.pair_inputs if n not in spec.inputs]
+        if missing:
+            issues.append(
+                (
+                    ("rank", "pair_inputs"),
+                    f"pairwise ranking writes the two items into inputs "
+                    f"{', '.join(map(repr, rank.pair_inputs))}, but {missing[0]!r} is not "
+                    "declared",
+                    "declare both under 'inputs:' (e.g. 'item_a: str'), or name declared "
+                    "inputs in rank.pair_inputs",
+                )
+            )
     return issues
 
 
