@@ -231,7 +231,7 @@ def load_data(data: str, spec: Any, item_noun: str | None, holdout: str) -> Any:
     data_path(data)  # an empty --data is refused, not read as the current folder
     dataset = load_dataset(data)
     if item_noun:
-        dataset.item_noun = item_noun
+        dataset.item_noun = item_noun.strip()  # ' book ' made prompts say 'these  book s'
     for warning in spec_data_warnings(spec, dataset):
         err.print("warning: " + warning, markup=False, highlight=False)
     return dataset

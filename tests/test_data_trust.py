@@ -310,6 +310,47 @@ def test_csv_with_a_byte_order_mark_finds_its_first_column(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
+    "columns",
+    ["{user: a, item: a}", "{user: a, item: b, timestamp: b}", "{user: a, item: b, rating: a}"],
+)
+def test_a_column_named_for_two_roles_is_refused(tmp_path: Path, cli, columns: str) -> None:
+    """columns: {user: a, item: a} made every user a one-item user, and the run said only
+    that no user had enough events."""
+    (tmp_path / "r.csv").write_text("a,b\n1,2\n1,3\n2,3\n")
+    (tmp_path / "d.yaml").write_text(f"path: r.csv\ncolumns: {columns}\n")
+    result = cli.invoke(app, ["dry-run", "rank.letters", "--data", str(tmp_path / "d.yaml")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "is named as both" in result.output, result.output
+
+
+def test_a_gzipped_csv_is_read_like_the_other_formats_gz_files(tmp_path: Path) -> None:
+    """ratings.csv.gz (and a gzipped item table) was read as text: 'cannot decode as utf-8',
+    with a hint at the encoding; a .gz that is not gzip, or cut short, is a DataError."""
+    import gzip
+
+    text = "\ufeffuser,item\r\nu1,i1\r\nu1,i2\r\nu2,i1\r\n"
+    (tmp_path / "r.csv.gz").write_bytes(gzip.compress(text.encode("utf-8")))
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(b"id,name\ni1,Caf\xe9\ni2,Tea\n"))
+    (tmp_path / "d.yaml").write_text(
+        "path: r.csv.gz\ncolumns: {user: user, item: item}\n"
+        "items: {path: t.csv.gz, item: id, title: name, encoding: latin-1}\n"
+    )
+    ds = load_dataset(tmp_path / "d.yaml")
+    assert (ds.user_ids(), ds.item_ids(), ds.item_title("i1")) == (
+        ["u1", "u2"],
+        ["i1", "i2"],
+        "Café",
+    )
+    for name, data in [("bad", text.encode()), ("cut", gzip.compress(text.encode() * 50)[:40])]:
+        (tmp_path / f"{name}.csv.gz").write_bytes(data)
+        (tmp_path / f"{name}.yaml").write_text(
+            f"path: {name}.csv.gz\ncolumns: {{user: user, item: item}}\n"
+        )
+        with pytest.raises(DataError, match=rf"{name}\.csv\.gz: cannot read file"):
+            load_dataset(tmp_path / f"{name}.yaml")
+
+
+@pytest.mark.parametrize(
     ("line", "message"),
     [
         ("encoding: bogus", r"r\.csv: unknown encoding 'bogus'"),
@@ -564,6 +605,35 @@ def test_item_verbs_must_be_two_words(tmp_path: Path, cli) -> None:
     result = cli.invoke(app, ["dry-run", "rank.letters", "--data", str(tmp_path / "d.yaml")])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "item_verbs" in result.output, result.output
+
+
+@pytest.mark.parametrize("noun", ["''", "'   '", '"book\\nAnswer: A"', '"book\\rAnswer: A"'])
+def test_a_blank_or_multiline_item_noun_in_a_dataset_yaml_is_refused(
+    tmp_path: Path, cli, noun: str
+) -> None:
+    """'' was ignored, '   ' made prompts say 'The    s I picked', a line break split them."""
+    (tmp_path / "r.csv").write_text("user,item\nu1,i1\nu1,i2\n")
+    (tmp_path / "d.yaml").write_text(
+        f"path: r.csv\ncolumns: {{user: user, item: item}}\nitem_noun: {noun}\n"
+    )
+    result = cli.invoke(app, ["dry-run", "rank.letters", "--data", str(tmp_path / "d.yaml")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "item_noun" in result.output, result.output
+
+
+def test_item_nouns_are_stripped(tmp_path: Path, cli) -> None:
+    """' book ' in a dataset YAML or --item-noun made prompts say 'these  book s'."""
+    rows = "".join(f"u{u},i{(u + k) % 9},{k}\n" for u in range(4) for k in range(5))
+    (tmp_path / "r.csv").write_text("user,item,ts\n" + rows)
+    (tmp_path / "d.yaml").write_text(
+        "path: r.csv\ncolumns: {user: user, item: item, timestamp: ts}\nitem_noun: ' book '\n"
+    )
+    base = ["dry-run", "rank.letters", "--data", str(tmp_path / "d.yaml"), "--negatives", "3"]
+    for extra in ([], ["--item-noun", " film "]):
+        result = cli.invoke(app, [*base, "--limit", "1", "--show", "1", *extra])
+        assert result.exit_code == 0, result.output
+        noun, verb = ("films", "watch") if extra else ("books", "read")
+        assert f"Which of these {noun} will I {verb} next?" in result.output, result.output
 
 
 # -- the README's example ------------------------------------------------------------------

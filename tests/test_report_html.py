@@ -389,3 +389,24 @@ def test_a_rating_run_pairs_errors_and_renders_its_cases(tmp_path) -> None:
     assert payload["rule"] == "hit: the prediction is within 0.5 of the truth"
     assert len(payload["rows"]) == report["cases"] and payload["metric_names"] == ["rmse", "mae"]
     assert all(isinstance(r["answer"], float) and r["prompts"] for r in payload["rows"])
+
+
+def test_plots_take_intervals_that_miss_their_value_by_a_rounding_error(tmp_path) -> None:
+    """6 cases whose every paired difference is -0.05 (hr@1 0 against random's exact 1/20)
+    gave the interval [-0.05000000000000001, -0.05000000000000001] around the mean
+    -0.049999999999999996: matplotlib refused the negative whisker and eval ended in a
+    traceback after its last case, with no report.html."""
+    from recprompt.eval.plots import write_plots
+
+    below, mean = -0.05000000000000001, -0.049999999999999996
+    cell = {"value": 0.05, "ci_low": 0.05000000000000001, "ci_high": 0.05000000000000001}
+    report = {
+        "spec": "rank.letters",
+        "protocol": {"dataset": "d"},
+        "cases": 6,
+        "metrics": {"hr@1": {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}},
+        "baselines": {"random": {"hr@1": cell}},
+        "paired": {"random": {"hr@1": {"difference": mean, "low": below, "high": below}}},
+    }
+    write_plots(tmp_path, report)
+    assert (tmp_path / "metrics.png").stat().st_size and (tmp_path / "paired.png").stat().st_size

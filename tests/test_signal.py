@@ -488,3 +488,26 @@ def test_a_shortlist_shorter_than_a_top_k_list_stops_before_any_call(tmp_path: P
     assert "shortlist holds only the items a user has not seen" in caught.value.message
     assert "k at most 8" in caught.value.hint  # 11 items, 3 seen by each user
     assert program.backend.usage.calls == 0 and not (tmp_path / "run" / "run.json").exists()
+
+
+def test_a_shortlist_longer_than_the_unseen_items_is_reported(tmp_path: Path) -> None:
+    """--shortlist 5000 on a small catalogue ranked each user's unseen items (8 here) while
+    the report said 'top 5000' and nothing else: the shortfall is a warning, and the
+    retrieval section gives the candidates per case."""
+    from recprompt.eval.evaluate import evaluate
+    from recprompt.eval.signal import signal_markdown
+
+    rows = [(f"u{u}", f"i{(u + j) % 12}", 4.0, j) for u in range(8) for j in range(4)]
+    user, item, rating, ts = zip(*rows, strict=True)
+    titles = {f"i{i}": {"title": f"Movie {i}"} for i in range(12)}
+    ds = Dataset.from_records("small", user, item, rating, ts, items=titles)
+    program = Program(load_spec(TEMPLATES / "likelihood.yaml"), backend=PlantedBackend())
+    protocol = Protocol(dataset="small", seed=0, retriever="popularity", shortlist=5000)
+    warned: list[str] = []
+    report = evaluate(
+        program, ds, protocol, tmp_path / "run", progress=False, baselines_only=True,
+        on_warning=warned.append,
+    )  # fmt: skip
+    assert any("--shortlist 5000" in w and "have fewer (8 to 8)" in w for w in warned), warned
+    assert report["retrieval"]["candidates_per_case"] == {"min": 8, "max": 8}
+    assert any("candidates per case: 8 to 8" in line for line in signal_markdown(report))

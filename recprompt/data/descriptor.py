@@ -70,10 +70,18 @@ class DatasetFile(BaseModel):
     item_verbs: tuple[str, str] | None = None
     file_order_is_time: bool = False
 
+    @field_validator("item_noun")
+    @classmethod
+    def _noun(cls, noun: str | None) -> str | None:
+        # '' was ignored, '   ' made prompts say 'The    s I picked' and ' book ' 'these  book s'
+        if noun is not None and (not noun.strip() or len(noun.strip().splitlines()) > 1):
+            raise ValueError("item_noun must be a word on one line, e.g. book")
+        return None if noun is None else noun.strip()
+
     @field_validator("item_verbs")
     @classmethod
     def _words(cls, verbs: tuple[str, str] | None) -> tuple[str, str] | None:
-        if verbs is not None and any(not v.strip() or "\n" in v for v in verbs):
+        if verbs is not None and any(not v.strip() or len(v.splitlines()) > 1 for v in verbs):
             raise ValueError("item_verbs must be two words, present and past, e.g. [read, read]")
         return verbs
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -35,8 +36,10 @@ def _reader(
         codec = codecs.lookup(encoding).name
     except LookupError:
         fail(path, None, f"unknown encoding {encoding!r}", "e.g. utf-8, latin-1, cp1252")
+    # ratings.csv.gz was read as text: "cannot decode as utf-8", with a hint at the encoding
+    opener: Any = gzip.open if path.suffix == ".gz" else open
     try:
-        fh = path.open(encoding="utf-8-sig" if codec == "utf-8" else encoding, newline="")
+        fh = opener(path, "rt", encoding="utf-8-sig" if codec == "utf-8" else encoding, newline="")
     except OSError as exc:
         fail(path, None, f"cannot read file: {exc}")
     reader = csv.DictReader(fh, delimiter=delimiter)
@@ -48,6 +51,9 @@ def _reader(
     except csv.Error as exc:
         fh.close()
         fail(path, 1, f"cannot read the header: {exc}")
+    except (OSError, EOFError) as exc:  # a .gz that is not gzip, or cut short
+        fh.close()
+        fail(path, None, f"cannot read file: {exc}")
     for col in columns:
         if col is not None and col not in fields:
             fh.close()
@@ -78,6 +84,8 @@ def _rows(
             fail(path, None, f"cannot decode: {exc.reason}", _ENCODING_HINT)
         except csv.Error as exc:
             fail(path, reader.line_num, f"malformed CSV: {exc}")
+        except (OSError, EOFError) as exc:
+            fail(path, None, f"cannot read file: {exc}")
 
 
 def load_item_table(
@@ -112,6 +120,17 @@ def load_csv(
     """Columns are named by header; ``title`` (optional) fills the item table, ``items``
     (optional, e.g. from :func:`load_item_table`) gives item text from another file."""
     path = require(Path(path))
+    roles = {"user": user, "item": item, "rating": rating, "timestamp": timestamp}
+    named = [(role, column) for role, column in roles.items() if column is not None]
+    for i, (role, column) in enumerate(named):  # user = item made every user a one-item user
+        other = next((r for r, c in named[:i] if c == column), None)
+        if other is not None:
+            fail(
+                path,
+                None,
+                f"column {column!r} is named as both {other} and {role}",
+                "each of user, item, rating and timestamp needs its own column",
+            )
     fh, reader, fields = _reader(path, delimiter, encoding, (user, item, rating, timestamp, title))
     users, item_col, ratings, stamps = [], [], [], []
     table: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (items or {}).items()}

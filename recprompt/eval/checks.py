@@ -22,6 +22,7 @@ __all__ = [
     "check_candidates",
     "check_case_candidates",
     "other_reason",
+    "short_shortlists",
     "short_users",
     "user_counts",
     "users_without_a_case",
@@ -65,6 +66,25 @@ def check_candidates(spec: Spec, protocol: Protocol, *, ranking: bool) -> list[s
             "cannot tell systems apart"
         )
     return warnings
+
+
+def short_shortlists(protocol: Protocol, cases: list[Case]) -> list[str]:
+    """Warn when a retriever's shortlist holds fewer than --shortlist items for some users.
+
+    Only the items a user has not seen are shortlisted, so a --shortlist larger than that
+    (5000 on a 1,682-item catalogue) ranked fewer candidates than the report's "top N" said.
+    """
+    if protocol.retriever is None:
+        return []
+    sizes = [len(c.meta.get("candidates", ())) for c in cases]
+    short = [n for n in sizes if n < protocol.shortlist]
+    if not short:
+        return []
+    return [
+        f"--shortlist {protocol.shortlist} asks for {protocol.shortlist} candidates, but "
+        f"{len(short)} of {len(sizes)} case(s) have fewer ({min(short)} to {max(short)}): "
+        f"the {protocol.retriever} shortlist holds only the items a user has not seen"
+    ]
 
 
 def check_case_candidates(spec: Spec, protocol: Protocol, cases: list[Case]) -> None:

@@ -28,6 +28,7 @@ from recprompt.eval.checks import (
     check_candidates,
     check_case_candidates,
     other_reason,
+    short_shortlists,
     short_users,
     user_counts,
 )
@@ -443,6 +444,7 @@ def _evaluate(
         raise InputError("the protocol produced no cases", hint="check --users and the dataset")
     if not baselines_only:  # the baselines rank any number of candidates
         check_case_candidates(program.spec, protocol, cases)
+    warnings += short_shortlists(protocol, cases)
     users, shortfall = user_counts(
         protocol,
         cases,

@@ -37,8 +37,8 @@ def _metrics_figure(plt: Any, report: dict[str, Any]) -> Any:
                 continue
             labels.append(system)
             values.append(cell["value"])
-            low.append(cell["value"] - cell.get("ci_low", cell["value"]))
-            high.append(cell.get("ci_high", cell["value"]) - cell["value"])
+            low.append(max(0.0, cell["value"] - cell.get("ci_low", cell["value"])))
+            high.append(max(0.0, cell.get("ci_high", cell["value"]) - cell["value"]))
             colors.append(PROGRAM if system == "program" else BASELINE)
         ys = range(len(labels))
         ax.barh(ys, values, color=colors, alpha=0.85, xerr=[low, high], capsize=3)
@@ -65,9 +65,12 @@ def _paired_figure(plt: Any, paired: dict[str, dict[str, dict[str, Any]]]) -> An
         entries = [(b, r[metric]) for b, r in paired.items() if metric in r]
         ys = range(len(entries))
         diffs = [d["difference"] for _, d in entries]
+        # an interval of equal differences can miss their mean by a rounding error
+        # (-0.05000000000000001 around -0.049999999999999996), and matplotlib refuses a
+        # negative whisker: the run ended in a traceback after its last case, without report
         err = [
-            [d["difference"] - d["low"] for _, d in entries],
-            [d["high"] - d["difference"] for _, d in entries],
+            [max(0.0, d["difference"] - d["low"]) for _, d in entries],
+            [max(0.0, d["high"] - d["difference"]) for _, d in entries],
         ]
         ax.errorbar(diffs, list(ys), xerr=err, fmt="o", color=PROGRAM, capsize=3)
         ax.axvline(0.0, color="#868e96", linewidth=1)

@@ -160,9 +160,12 @@ def _retrieval(metas: Sequence[dict[str, Any]], protocol: Protocol) -> dict[str,
     found = np.array([x is not None for x in ranks], dtype=float)
     ndcg = np.array([1.0 / np.log2(x + 1) if x is not None and x <= 10 else 0.0 for x in ranks])
     hr = np.array([1.0 if x is not None and x <= 10 else 0.0 for x in ranks])
+    sizes = [len(m.get("candidates", ())) for m in metas] or [0]
     return {
         "retriever": protocol.retriever,
         "n": protocol.shortlist,
+        # fewer than n when a user has fewer unseen items: "top n" alone overstated them
+        "candidates_per_case": {"min": min(sizes), "max": max(sizes)},
         f"recall@{protocol.shortlist}": float(found.mean()) if len(found) else 0.0,
         "retriever_ndcg@10": float(ndcg.mean()) if len(ndcg) else 0.0,
         "retriever_hr@10": float(hr.mean()) if len(hr) else 0.0,
@@ -228,6 +231,12 @@ def signal_markdown(report: dict[str, Any]) -> list[str]:
     if retrieval:
         n = retrieval["n"]
         lines += ["", f"## Retrieve ({retrieval['retriever']}, top {n}), then rerank", ""]
+        sizes = retrieval.get("candidates_per_case")
+        if sizes and sizes["min"] < n:
+            lines.append(
+                f"- candidates per case: {sizes['min']} to {sizes['max']} (fewer than {n}: "
+                "only items a user has not seen are shortlisted)"
+            )
         lines += [
             f"- retriever recall@{n}: {retrieval[f'recall@{n}']:.3f}",
             f"- retriever alone NDCG@10: {retrieval['retriever_ndcg@10']:.4f}, "

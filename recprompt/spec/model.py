@@ -64,10 +64,13 @@ class InputSpec(_Strict):
     default: Any = Field(None, description="Value used when the input is omitted.")
     description: str | None = None
     max_length: int | None = Field(
-        None, ge=1, description="For lists: keep only the last (most recent) N entries."
+        None,
+        ge=1,
+        strict=True,
+        description="For lists: keep only the last (most recent) N entries.",
     )
     count: int | None = Field(
-        None, ge=1, description="For candidates/items: how many the task expects."
+        None, ge=1, strict=True, description="For candidates/items: how many the task expects."
     )
 
     @property
@@ -103,7 +106,7 @@ class Variant(_Strict):
 class DemoSpec(_Strict):
     """Few-shot demonstrations: how many, chosen how, written how."""
 
-    k: int = Field(0, ge=0, description="Number of demonstrations per prompt.")
+    k: int = Field(0, ge=0, strict=True, description="Number of demonstrations per prompt.")
     selector: SelectorName = Field("random", description="How demonstrations are chosen.")
     format: str | None = Field(
         None,
@@ -115,7 +118,7 @@ class DemoSpec(_Strict):
         default_factory=list,
         description="Fixed demonstrations: each holds the inputs and the output by name.",
     )
-    seed: int = Field(0, ge=0, description="Seed of the random selector.")
+    seed: int = Field(0, ge=0, strict=True, description="Seed of the random selector.")
 
 
 class RankSpec(_Strict):
@@ -135,7 +138,7 @@ class RankSpec(_Strict):
         10, ge=1, strict=True, description="How many top items must be ordered exactly."
     )
     bootstrap: int = Field(
-        1, ge=1, description="Shuffled candidate orders aggregated by rank (LLMRank)."
+        1, ge=1, strict=True, description="Shuffled candidate orders aggregated by rank (LLMRank)."
     )
     candidates_from: str = Field(
         "candidates", description="Where the candidate list comes from (data fills it)."
@@ -153,15 +156,17 @@ class RankSpec(_Strict):
         0.0,
         ge=0.0,
         le=1.0,
+        strict=True,
         description="Weight of the prior, used as given unless tune_users is set.",
     )
     tune_users: int | None = Field(
         None,
         ge=1,
+        strict=True,
         description="recprompt eval tunes prior_weight on this many validation users, "
         "disjoint from the test users, and reports the weight and its validation curve.",
     )
-    seed: int = Field(0, ge=0, description="Seed of candidate shuffles.")
+    seed: int = Field(0, ge=0, strict=True, description="Seed of candidate shuffles.")
 
     @model_validator(mode="after")
     def _weight_needs_a_prior(self) -> RankSpec:
@@ -194,13 +199,39 @@ class CalibrationSpec(_Strict):
     method: Literal["none", "contextual", "pride"] = Field(
         "none", description="How the option prior is estimated; none = raw scores."
     )
-    samples: int = Field(4, ge=1, description="Cases the prior is estimated on (no labels).")
+    samples: int = Field(
+        4, ge=1, strict=True, description="Cases the prior is estimated on (no labels)."
+    )
     permutations: int | None = Field(
-        None, ge=1, description="PriDe: cyclic shifts per case (default: one per candidate)."
+        None,
+        ge=1,
+        strict=True,
+        description="PriDe: cyclic shifts per case (default: one per candidate).",
     )
     content_free: str = Field(
         "N/A", description="Contextual: the text that replaces every item of a case."
     )
+
+    @model_validator(mode="after")
+    def _settings_of_the_method(self) -> CalibrationSpec:
+        """A setting the chosen method never reads was accepted and changed nothing
+        (``permutations`` under contextual, ``content_free`` under pride, any under none)."""
+        read = {"none": set(), "contextual": {"samples", "content_free"}}
+        read["pride"] = {"samples", "permutations"}
+        fields = type(self).model_fields
+        unread = [
+            name
+            for name in ("samples", "permutations", "content_free")  # defaults: a dumped spec
+            if name not in read[self.method] and getattr(self, name) != fields[name].default
+        ]
+        if unread:
+            users = {"samples": "contextual and pride", "permutations": "pride"}
+            raise ValueError(
+                f"{unread[0]} is not used by method {self.method} (only by "
+                f"{users.get(unread[0], 'contextual')}): set that method, or remove "
+                f"{unread[0]}"
+            )
+        return self
 
 
 class StageSpec(_Strict):
@@ -222,7 +253,9 @@ class StageSpec(_Strict):
     )
     over: str | None = Field(None, description="per: item: the list input whose items it fills.")
     variant: str | None = Field(None, description="The stage spec's variant (default: its first).")
-    max_tokens: int | None = Field(None, ge=1, description="Override the stage's token bound.")
+    max_tokens: int | None = Field(
+        None, ge=1, strict=True, description="Override the stage's token bound."
+    )
     inputs: dict[str, str] = Field(
         default_factory=dict,
         description="Stage input -> this spec's input (per: item: item field) that feeds it; "
@@ -421,7 +454,7 @@ def semantic_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
     from recprompt.rank.calibration import calibration_issues
 
     issues = [*_stage_issues(spec), *calibration_issues(spec), *_source_issues(spec)]
-    issues += _rank_issues(spec)
+    issues += _rank_issues(spec) + _strategy_issues(spec)
     return [*issues, *_name_issues(spec), *_metric_issues(spec)]
 
 
@@ -454,6 +487,57 @@ def _source_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
                 f"lower k to at most {declared.count}, or raise the candidates' count",
             )
         )
+    return issues
+
+
+def _strategy_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
+    """Settings of one strategy under another changed nothing (``method: allpair`` on
+    letters), and the inputs pointwise and pairwise write candidates into must be declared:
+    both were found only at the first case, after the model was loaded."""
+    rank = spec.rank
+    if rank is None or rank.strategy == "auto":
+        return []
+    issues: list[tuple[tuple[str, ...], str, str]] = []
+    only = {"method": "pairwise", "pair_inputs": "pairwise", "candidate_input": "pointwise"}
+    defaults = RankSpec.model_fields
+    for name, strategy in only.items():
+        if rank.strategy != strategy and getattr(rank, name) != defaults[name].default:
+            issues.append(
+                (
+                    ("rank", name),
+                    f"rank.{name} is used by strategy {strategy} only, but the strategy is "
+                    f"{rank.strategy}",
+                    f"remove rank.{name}, or set rank.strategy: {strategy}",
+                )
+            )
+    declared = [n for n in spec.inputs if spec.inputs[n].type == "str"]
+    if rank.strategy == "pointwise":
+        name = rank.candidate_input or next(
+            (n for n in ("item_title", "target_title", "item") if n in spec.inputs), None
+        )
+        if name is None or name not in spec.inputs:
+            issues.append(
+                (
+                    ("rank", "candidate_input"),
+                    "pointwise ranking writes each candidate into an input, but "
+                    + (f"{name!r} is not declared" if name else "none is named"),
+                    "set rank.candidate_input to a declared str input"
+                    + (f" ({', '.join(declared[:5])})" if declared else ", e.g. item_title"),
+                )
+            )
+    if rank.strategy == "pairwise":
+        missing = [n for n in rank.pair_inputs if n not in spec.inputs]
+        if missing:
+            issues.append(
+                (
+                    ("rank", "pair_inputs"),
+                    f"pairwise ranking writes the two items into inputs "
+                    f"{', '.join(map(repr, rank.pair_inputs))}, but {missing[0]!r} is not "
+                    "declared",
+                    "declare both under 'inputs:' (e.g. 'item_a: str'), or name declared "
+                    "inputs in rank.pair_inputs",
+                )
+            )
     return issues
 
 

@@ -35,7 +35,10 @@ class OutputBase(BaseModel):
         "(expected value, argmax, or per-option probabilities) where the backend has logits.",
     )
     max_tokens: int | None = Field(
-        None, ge=1, description="Override of the token limit derived from the output type."
+        None,
+        ge=1,
+        strict=True,
+        description="Override of the token limit derived from the output type.",
     )
 
     scoring_modes: ClassVar[tuple[str, ...]] = ("generate",)

@@ -73,7 +73,7 @@ class ItemListOutput(_FromCandidates):
     (the format indicator of Liu et al. 2023)."""
 
     type: Literal["item_list"] = "item_list"
-    k: int = Field(10, ge=1, description="How many items to return.")
+    k: int = Field(10, ge=1, strict=True, description="How many items to return.")
     format: ListFormat = Field("python_list", description="python_list, json, or lines.")
     distinct: Literal[True] = Field(True, description="Items never repeat (always true).")
 

@@ -6,7 +6,7 @@ import math
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictFloat, field_validator, model_validator
 
 from recprompt.constraints import Choice, Constraint
 from recprompt.types.base import OutputBase, ParseFailure
@@ -17,8 +17,8 @@ class RatingOutput(OutputBase):
     values (P5/TALLRec-style scoring beats parsing for small models) and ``argmax`` the mode."""
 
     type: Literal["rating"] = "rating"
-    scale: tuple[float, float] = Field((1, 5), description="Lowest and highest rating.")
-    step: float = Field(1, gt=0, description="Distance between allowed ratings.")
+    scale: tuple[StrictFloat, StrictFloat] = Field((1, 5), description="Lowest and highest rating.")
+    step: float = Field(1, gt=0, strict=True, description="Distance between allowed ratings.")
 
     scoring_modes: ClassVar[tuple[str, ...]] = ("generate", "expected", "argmax")
 
