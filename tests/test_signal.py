@@ -511,3 +511,21 @@ def test_a_shortlist_longer_than_the_unseen_items_is_reported(tmp_path: Path) ->
     assert any("--shortlist 5000" in w and "have fewer (8 to 8)" in w for w in warned), warned
     assert report["retrieval"]["candidates_per_case"] == {"min": 8, "max": 8}
     assert any("candidates per case: 8 to 8" in line for line in signal_markdown(report))
+
+
+@pytest.mark.parametrize(
+    ("rank", "warned"),
+    [({"prior": "bpr"}, True), ({"prior": "bpr", "prior_weight": 0.5}, False),
+     ({"prior": "bpr", "tune_users": 5}, False), ({}, False)],
+)  # fmt: skip
+def test_a_prior_with_no_weight_and_no_tuning_is_a_warning(cli, data_root, tmp_path, rank, warned):
+    """It was fitted and then fused at weight 0: the run ranked by the model alone, silently."""
+    import yaml
+
+    data = yaml.safe_load((TEMPLATES / "letters.yaml").read_text())
+    data["rank"].update(rank)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data))
+    args = ["dry-run", str(tmp_path / "spec.yaml"), "--data", str(data_root / "ml-100k")]
+    result = cli.invoke(app, [*args, "--limit", "1", "--users", "60"])
+    assert result.exit_code == 0, result.output
+    assert ("takes no part in the ranking" in result.output) is warned

@@ -21,6 +21,7 @@ from recprompt.types import ItemListOutput, TextOutput
 __all__ = [
     "check_candidates",
     "check_case_candidates",
+    "idle_prior",
     "other_reason",
     "short_shortlists",
     "short_users",
@@ -84,6 +85,19 @@ def short_shortlists(protocol: Protocol, cases: list[Case]) -> list[str]:
         f"--shortlist {protocol.shortlist} asks for {protocol.shortlist} candidates, but "
         f"{len(short)} of {len(sizes)} case(s) have fewer ({min(short)} to {max(short)}): "
         f"the {protocol.retriever} shortlist holds only the items a user has not seen"
+    ]
+
+
+def idle_prior(spec: Spec) -> list[str]:
+    """``prior: bpr`` with weight 0 and no ``tune_users`` fits the prior and ranks by the
+    model alone; optimize tunes such a spec's weight, so it is a warning here, not an error."""
+    rank = spec.rank
+    if rank is None or rank.prior == "none" or rank.tune_users or rank.prior_weight > 0:
+        return []
+    return [
+        f"rank.prior is {rank.prior}, but prior_weight is 0 and tune_users is not set: the "
+        "prior is fitted and takes no part in the ranking (the model's scores alone rank the "
+        "candidates); set prior_weight above 0, or tune_users to tune it on validation users"
     ]
 
 

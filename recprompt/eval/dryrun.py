@@ -21,6 +21,7 @@ from recprompt.eval.calls import calls_per_case
 from recprompt.eval.cases import Case, build_cases
 from recprompt.eval.checks import (
     check_candidates,
+    idle_prior,
     other_reason,
     short_users,
     users_without_a_case,
@@ -158,7 +159,7 @@ def dry_run(
     name, count = token_counter()
     spec = program.spec
     ranking = spec.rank is not None or isinstance(spec.output, ItemListOutput | ItemOutput)
-    checks = check_candidates(spec, protocol, ranking=ranking)
+    checks = check_candidates(spec, protocol, ranking=ranking) + idle_prior(spec)
     result = DryRun(
         spec=program.spec.name,
         variant=_variant_id(program, variant),

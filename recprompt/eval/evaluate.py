@@ -27,6 +27,7 @@ from recprompt.eval.cases import Case, _is_ranking, _top_k
 from recprompt.eval.checks import (
     check_candidates,
     check_case_candidates,
+    idle_prior,
     other_reason,
     short_shortlists,
     short_users,
@@ -445,6 +446,8 @@ def _evaluate(
     if not baselines_only:  # the baselines rank any number of candidates
         check_case_candidates(program.spec, protocol, cases)
     warnings += short_shortlists(protocol, cases)
+    if not baselines_only:
+        warnings += idle_prior(program.spec)
     users, shortfall = user_counts(
         protocol,
         cases,
