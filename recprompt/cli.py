@@ -762,6 +762,11 @@ def _retrieval_options(
         return {}
     from recprompt.data.retrieval import check_retriever
 
+    if shortlist is not None and shortlist < 1:  # else "the shortlist has -5 candidates"
+        raise InputError(
+            f"--shortlist must be at least 1, got {shortlist}",
+            hint="--shortlist N is how many candidates the retriever gives (default 20)",
+        )
     return {
         "retriever": check_retriever(retriever),
         "shortlist": 20 if shortlist is None else shortlist,

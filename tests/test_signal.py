@@ -240,6 +240,8 @@ def test_cli_refuses_calibration_on_free_text(cli, tmp_path: Path) -> None:
     [
         (["--retriever", "nope"], "unknown retriever 'nope'"),
         (["--retriever", "bpr", "--shortlist", "5"], "shortlist has 5 candidates"),
+        (["--retriever", "bpr", "--shortlist", "-5"], "--shortlist must be at least 1, got -5"),
+        (["--retriever", "bpr", "--shortlist", "0"], "--shortlist must be at least 1, got 0"),
     ],
 )
 def test_cli_eval_refuses_bad_retrieval(cli, data_root: Path, tmp_path: Path, flags, message):
