@@ -374,6 +374,10 @@ def test_a_dataset_without_rows_is_refused_where_it_is_loaded(tmp_path: Path) ->
         load_dataset(tmp_path / "d.yaml")
     with pytest.raises(DataError, match=r"ml: the dataset has no rows"):
         load_dataset(_ml(tmp_path / "ml", []))
+    (tmp_path / "r.csv").write_text("")  # not even a header
+    with pytest.raises(DataError, match=r"r\.csv: the file is empty") as caught:
+        load_dataset(tmp_path / "d.yaml")
+    assert "header" in caught.value.hint
 
 
 def test_dry_run_says_when_the_protocol_yields_no_cases(tmp_path: Path, cli) -> None:

@@ -54,6 +54,9 @@ def _reader(
     except (OSError, EOFError) as exc:  # a .gz that is not gzip, or cut short
         fh.close()
         fail(path, None, f"cannot read file: {exc}")
+    if not fields:  # else "no column 'user' in header; columns are: " with nothing after
+        fh.close()
+        fail(path, None, "the file is empty", "a CSV starts with a header naming its columns")
     for col in columns:
         if col is not None and col not in fields:
             fh.close()
