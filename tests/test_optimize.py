@@ -207,3 +207,19 @@ def test_a_budget_short_of_calibration_estimates_does_not_blame_the_report() -> 
     assert "report" not in caught.value.message and "--no-report" not in caught.value.hint
     plan, _ = make_plan(4, 3, 200, report_calls=12, reserved=16)
     assert plan.total == plan.search_calls + 28 and "calibration estimates 16" in plan.describe()
+
+
+def test_out_over_the_spec_is_refused_in_python(tmp_path: Path) -> None:
+    """optimize(SPEC, ..., out=SPEC) from Python wrote the tuned JSON over the spec file (the
+    CLI refused it; the function did not), and the report beside it."""
+    from recprompt.errors import InputError
+
+    spec = tmp_path / "rating.yaml"
+    shutil.copy(RATING, spec)
+    before = spec.read_text()
+    backend = FakeBackend()
+    with pytest.raises(InputError, match="would overwrite"):
+        optimize(spec, tiny_dataset(), backend, budget=60, out=spec, demo_users=6,
+                 valid_users=6, test_users=6, configs=SMALL, announce=lambda _: None)  # fmt: skip
+    assert spec.read_text() == before and backend.usage.calls == 0
+    assert not (tmp_path / "rating.report.json").exists()

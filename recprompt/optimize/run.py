@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from recprompt._files import write_text_atomic
+from recprompt._files import check_output_path, write_text_atomic
 from recprompt.backends.base import Backend
 from recprompt.data import Dataset
 from recprompt.environment import numeric_environment
@@ -138,6 +138,16 @@ def optimize(
     check_arguments(budget, demo_users, valid_users, test_users, report, concurrency)
 
     path = resolve_spec_path(spec_path)
+    out = Path(out)
+    base = out.with_suffix("")
+    # the CLI checks this too, before a model loads; a Python caller's out=SPEC overwrote it
+    check_output_path(
+        out,
+        flag="out",
+        inputs=[path],
+        siblings=[Path(f"{base}.report.json"), Path(f"{base}.report.md")] if report else [],
+        make_parents=True,
+    )
     spec = load_spec(path)
     if spec.rank is not None:
         from recprompt.optimize.ranking import check_rank_spec
