@@ -827,7 +827,7 @@ def optimize_command(
     from recprompt._files import check_output_path, exclusive_lock
     from recprompt.data import load_dataset
     from recprompt.optimize import optimize
-    from recprompt.optimize.run import check_arguments
+    from recprompt.optimize.run import check_arguments, check_program_path
 
     out_file = out_path(out_given)
     base = out_file.with_suffix("")
@@ -838,6 +838,7 @@ def optimize_command(
         apart_from=data_reads(data),
         make_parents=True,
     )
+    check_program_path(out_file)
     # numbers and data are checked before a model is loaded or a server contacted
     check_arguments(budget, demo_users, valid_users, test_users, report, concurrency)
     dataset = load_dataset(data)

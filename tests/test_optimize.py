@@ -223,3 +223,21 @@ def test_out_over_the_spec_is_refused_in_python(tmp_path: Path) -> None:
                  valid_users=6, test_users=6, configs=SMALL, announce=lambda _: None)  # fmt: skip
     assert spec.read_text() == before and backend.usage.calls == 0
     assert not (tmp_path / "rating.report.json").exists()
+
+
+@pytest.mark.parametrize("name", ["tuned.yaml", "tuned", "tuned.JSON"])
+def test_a_tuned_program_is_saved_only_under_a_name_that_loads(tmp_path: Path, name, cli) -> None:
+    """optimize --out tuned.yaml (or no suffix) wrote the program, which recprompt.load and
+    every command then read as a YAML spec: 'name: Field required' and 14 more errors."""
+    from recprompt.cli import app
+    from recprompt.errors import InputError
+
+    backend = FakeBackend()
+    with pytest.raises(InputError, match=r"a tuned program is a \.json file"):
+        optimize(RATING, tiny_dataset(), backend, budget=60, out=tmp_path / name, demo_users=6,
+                 valid_users=6, test_users=6, configs=SMALL, announce=lambda _: None)  # fmt: skip
+    assert backend.usage.calls == 0 and not (tmp_path / name).exists()
+    (tmp_path / "data").mkdir()
+    args = ["optimize", "p5.rating", "--data", str(tmp_path / "data"), "--budget", "9"]
+    result = cli.invoke(app, [*args, "--out", str(tmp_path / name)])
+    assert result.exit_code == 2 and "a tuned program is a .json file" in result.output

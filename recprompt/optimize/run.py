@@ -34,7 +34,7 @@ from recprompt.optimize.search import (
 )
 from recprompt.spec import load_spec
 
-__all__ = ["OptimizeOutcome", "optimize"]
+__all__ = ["OptimizeOutcome", "check_program_path", "optimize"]
 
 
 @dataclass
@@ -97,6 +97,19 @@ def _check_users(**counts: int) -> None:
             )
 
 
+def check_program_path(out: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """A tuned program's path must end in ``.json``: ``recprompt.load`` and every command
+    read any other name as a YAML spec, so a program saved as ``tuned.yaml`` (or ``tuned``)
+    could never be loaded again, and said only that it was a broken spec."""
+    path = Path(out)
+    if path.suffix != ".json":
+        raise InputError(
+            f"{flag} {path}: a tuned program is a .json file",
+            hint=f"pass e.g. {flag} {path.with_suffix('.json') if path.suffix else f'{path}.json'}",
+        )
+    return path
+
+
 def check_arguments(
     budget: int, demo_users: int, valid_users: int, test_users: int, report: bool, concurrency: int
 ) -> None:
@@ -148,6 +161,7 @@ def optimize(
         siblings=[Path(f"{base}.report.json"), Path(f"{base}.report.md")] if report else [],
         make_parents=True,
     )
+    check_program_path(out, flag="out")
     spec = load_spec(path)
     if spec.rank is not None:
         from recprompt.optimize.ranking import check_rank_spec
