@@ -241,3 +241,22 @@ def test_a_tuned_program_is_saved_only_under_a_name_that_loads(tmp_path: Path, n
     args = ["optimize", "p5.rating", "--data", str(tmp_path / "data"), "--budget", "9"]
     result = cli.invoke(app, [*args, "--out", str(tmp_path / name)])
     assert result.exit_code == 2 and "a tuned program is a .json file" in result.output
+
+
+@pytest.mark.parametrize(
+    ("given", "word"),
+    [({"budget": 30.5}, "--budget"), ({"budget": float("nan")}, "--budget"),
+     ({"budget": float("inf")}, "--budget"), ({"valid_users": 2.5}, "--valid-users"),
+     ({"seed": "a"}, "seed"), ({"seed": -1}, "seed")],
+)  # fmt: skip
+def test_optimize_numbers_from_python_are_whole(tmp_path: Path, given, word) -> None:
+    """budget=30.5 was spent as 30, nan was reported as too small for one config, inf ran,
+    and seed='a' raised numpy's TypeError."""
+    from recprompt.errors import InputError
+
+    backend = FakeBackend()
+    options = {"budget": 60, "seed": 0, "valid_users": 6} | given
+    with pytest.raises(InputError, match=word):
+        optimize(RATING, tiny_dataset(), backend, out=tmp_path / "t.json", demo_users=6,
+                 test_users=6, configs=SMALL, announce=lambda _: None, **options)  # fmt: skip
+    assert backend.usage.calls == 0

@@ -88,7 +88,7 @@ def _check_users(**counts: int) -> None:
     either would tune on nothing or report nothing, and still write a program."""
     for name, count in counts.items():
         least = 0 if name == "demo_users" else 1
-        if count < least:
+        if isinstance(count, bool) or not isinstance(count, int) or count < least:
             flag = "--" + name.replace("_", "-")
             raise InputError(
                 f"{flag} must be at least {least}, got {count}",
@@ -120,8 +120,10 @@ def check_arguments(
     _check_users(demo_users=demo_users, valid_users=valid_users)
     if report:  # only the report needs held-out users
         _check_users(test_users=test_users)
-    if budget < 1:
-        raise InputError(f"--budget must be at least 1 model call, got {budget}")
+    # from Python, 30.5 was spent as 30 and nan passed this check (and was then reported
+    # as a budget too small for one config)
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise InputError(f"--budget must be a whole number of model calls >= 1, got {budget!r}")
 
 
 def optimize(
@@ -149,6 +151,8 @@ def optimize(
     from recprompt.library import resolve_spec_path
 
     check_arguments(budget, demo_users, valid_users, test_users, report, concurrency)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
 
     path = resolve_spec_path(spec_path)
     out = Path(out)
