@@ -108,6 +108,24 @@ def test_inputs_of_the_wrong_type_are_refused_not_printed(inputs, message):
         program.render(**{"history": ["A"], **inputs})
 
 
+def test_a_program_built_or_called_with_the_wrong_types_says_what_to_pass():
+    """Program("p5.rating") raised AttributeError ('str' has no 'inputs'), backend="local"
+    did so at the first call, and program("x") raised forward()'s TypeError."""
+    with pytest.raises(InputError, match="Program needs a Spec, got str") as caught:
+        recprompt.Program("p5.rating")
+    assert "recprompt.load" in caught.value.hint
+    with pytest.raises(InputError, match="Program needs a Spec, got dict"):
+        recprompt.Program({"name": "x"})
+    spec = recprompt.parse_spec(RATING)
+    with pytest.raises(InputError, match="backend must be a model backend, got str"):
+        recprompt.Program(spec, backend="local")
+    backend = ReplayBackend("3")
+    program = recprompt.Program(spec, backend=backend)
+    with pytest.raises(InputError, match="inputs are passed by name") as caught:
+        program("7")
+    assert "user_id=..." in caught.value.hint and backend.calls == []
+
+
 def test_scalar_inputs_keep_their_friendly_conversions():
     program = recprompt.Program(recprompt.parse_spec(SCALARS))
     rendered = program.render(noun=12, count="3", short="yes", history=[{"item_id": 5}])

@@ -88,6 +88,20 @@ class Program(dspy.Module):
         seed: int | None = 0,
     ) -> None:
         super().__init__()
+        if not isinstance(spec, Spec):  # Program("p5.rating") failed on 'str'.inputs
+            raise InputError(
+                f"Program needs a Spec, got {type(spec).__name__}",
+                hint="recprompt.load(NAME_OR_PATH) loads a built-in spec, a YAML file or a "
+                "tuned program; recprompt.parse_spec(TEXT) parses YAML text",
+            )
+        if backend is not None and not any(
+            callable(getattr(backend, m, None)) for m in ("generate", "score")
+        ):  # backend="local" failed at the first call on 'str'.supports_logits
+            raise InputError(
+                f"backend must be a model backend, got {type(backend).__name__}",
+                hint="e.g. backend=recprompt.backends.get_backend('local'), or leave it out "
+                "for the packaged model",
+            )
         self.spec = spec
         self.variant = check_variant(spec, variant)
         self.backend = backend
@@ -205,7 +219,12 @@ class Program(dspy.Module):
             self._checked = True
         return self.backend
 
-    def forward(self, **inputs: Any) -> PredictionBase:
+    def forward(self, *given: Any, **inputs: Any) -> PredictionBase:
+        if given:  # program("x") raised "forward() takes 1 positional argument"
+            raise InputError(
+                f"{self.spec.name}: inputs are passed by name, got {len(given)} positional",
+                hint=f"call it as program({', '.join(f'{n}=...' for n in self.spec.inputs)})",
+            )
         inputs = self.fill_stages(inputs)
         rendered = self.render(**inputs)
         backend = self.resolve_backend()
