@@ -13,6 +13,7 @@ import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -79,9 +80,22 @@ def builtin_specs() -> dict[str, Path]:
     return {k: v for k, v in _library().items() if "/" not in k}
 
 
+def spec_path_given(name_or_path: Any) -> Path:
+    """``name_or_path`` as a path: a non-empty str or path (load(None) raised os.fspath's
+    TypeError, and load('') read the current folder as a spec)."""
+    if isinstance(name_or_path, str | os.PathLike) and str(name_or_path) != "":
+        return Path(name_or_path)
+    got = "an empty name" if name_or_path == "" else type(name_or_path).__name__
+    raise SpecError(
+        f"a spec is named by a built-in name or a path, got {got}",
+        hint="e.g. recprompt.load('p5.rating') or recprompt.load('my.yaml'); "
+        "recprompt.parse_spec(TEXT) parses YAML text",
+    )
+
+
 def resolve_spec_path(name_or_path: str | os.PathLike[str]) -> Path:
     """A file path as given, or the library file of a built-in name."""
-    path = Path(name_or_path)
+    path = spec_path_given(name_or_path)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         return path
     index = _library()

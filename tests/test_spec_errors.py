@@ -346,6 +346,23 @@ def test_missing_file_and_unknown_builtin(cli):
     assert result.exit_code == 2 and "recprompt list" in result.output
 
 
+@pytest.mark.parametrize("given", [None, 3, "", b"name: x", {"name": "x"}])
+def test_loading_something_that_is_not_a_name_path_or_text_says_so(given):
+    """load(None) and load_spec(3) raised os.fspath's TypeError, load('') read the current
+    folder as a spec, and parse_spec(b'...') or parse_spec({...}) raised AttributeError."""
+    import recprompt
+
+    for function in (recprompt.load, load_spec):
+        if isinstance(given, bytes | dict):
+            continue
+        with pytest.raises(SpecError, match=r"got (an empty|int|NoneType)") as caught:
+            function(given)
+        assert "recprompt.load" in caught.value.hint
+    if not isinstance(given, str):
+        with pytest.raises(SpecError, match="parse_spec takes the spec's YAML text"):
+            recprompt.parse_spec(given)
+
+
 def test_schema_is_current():
     """schemas/ is generated from the model; regenerate with 'recprompt schema'."""
     from recprompt.spec.schema import SCHEMA_FILE, schema_text

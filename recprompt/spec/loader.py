@@ -8,6 +8,7 @@ unknown keys (with the closest valid key suggested) and template problems.
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,12 @@ def check_templates(
 
 def parse_spec(text: str, file: str = "<spec>") -> Spec:
     """Parse and validate a spec from YAML text; ``file`` names it in errors."""
+    if not isinstance(text, str):  # bytes or a dict raised AttributeError on .encode
+        raise SpecError(
+            f"parse_spec takes the spec's YAML text, got {type(text).__name__}",
+            location=Location(file),
+            hint="decode bytes first (data.decode('utf-8')); recprompt.load(PATH) reads a file",
+        )
     try:
         node, data = compose_bounded(text, file)
     except yaml.MarkedYAMLError as exc:
@@ -272,6 +279,13 @@ def parse_spec(text: str, file: str = "<spec>") -> Spec:
 
 def load_spec(path: str | Path) -> Spec:
     """Load and validate one spec file."""
+    if not isinstance(path, str | os.PathLike) or str(path) == "":
+        got = "an empty path" if path == "" else type(path).__name__
+        raise SpecError(
+            f"load_spec takes a spec file's path, got {got}",
+            hint="e.g. recprompt.load_spec('my.yaml'); recprompt.load('p5.rating') also "
+            "takes built-in names",
+        )
     path = Path(path)
     try:
         if path.is_file():
