@@ -236,3 +236,22 @@ def test_decorator_errors_point_at_the_function():
         @recprompt.task()
         def rate2(user_id: str) -> float:
             """{{ item }}"""
+
+
+@pytest.mark.parametrize("kind", ["partial", "object", "number", "builtin"])
+def test_decorating_what_is_not_a_function_is_a_spec_error(kind):
+    """A partial, a callable object or a number raised AttributeError on __name__; a partial
+    would have taken functools' own docstring as its template."""
+    import functools
+
+    def rate(user_id: str, history: list[str]) -> float:
+        """{{ user_id }}"""
+
+    class Rater:
+        def __call__(self, user_id: str) -> float:
+            """{{ user_id }}"""
+
+    target = {"partial": functools.partial(rate, history=[]), "object": Rater(), "number": 3,
+              "builtin": print}[kind]  # fmt: skip
+    with pytest.raises(SpecError, match=r"@recprompt\.task decorates a function, got"):
+        recprompt.task(template="{{ user_id }}", output={"type": "text"})(target)

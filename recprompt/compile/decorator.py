@@ -95,6 +95,15 @@ def task(
     """Turn a function into a program. Extra keywords are spec fields (demos, metric, ...)."""
 
     def build(function: Callable[..., Any]) -> Program:
+        if not (inspect.isfunction(function) or inspect.ismethod(function)):
+            # a partial, a callable object or a number raised AttributeError on __name__
+            # (and a partial's docstring, functools' own, would have become the template)
+            raise SpecError(
+                f"@recprompt.task decorates a function, got {type(function).__name__}",
+                location=Location("<function>"),
+                hint="write a 'def' whose signature declares the inputs and whose docstring "
+                "(or template=...) is the prompt",
+            )
         try:
             file = inspect.getsourcefile(function) or "<function>"
             line = inspect.getsourcelines(function)[1]
