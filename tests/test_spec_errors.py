@@ -284,6 +284,15 @@ CASES = [
         "self-contained",
     ),
     (
+        "default of the wrong type",  # passed validate; every call without user_id failed
+        GOOD.replace("  user_id: str\n", "  user_id: str\n  n: {type: int, default: many}\n"),
+        SpecError,
+        5,
+        27,
+        "input 'n' must be int, got 'many' as its default",
+        "default of type int",
+    ),
+    (
         "template syntax",
         GOOD.replace("Rating:", "{% if %}Rating:"),
         TemplateError,

@@ -455,7 +455,31 @@ def semantic_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
 
     issues = [*_stage_issues(spec), *calibration_issues(spec), *_source_issues(spec)]
     issues += _rank_issues(spec) + _strategy_issues(spec)
-    return [*issues, *_name_issues(spec), *_metric_issues(spec)]
+    return [*issues, *_name_issues(spec), *_metric_issues(spec), *_default_issues(spec)]
+
+
+def _default_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
+    """A default must be a value of its input's type: ``{type: int, default: abc}`` passed
+    validate, and every call that omitted the input then failed on its default."""
+    from recprompt.compile.inputs import _coerce
+    from recprompt.errors import InputError
+
+    issues: list[tuple[tuple[str, ...], str, str]] = []
+    for name, declared in spec.inputs.items():
+        if declared.default is None:
+            continue
+        try:
+            _coerce(name, declared, declared.default)
+        except InputError as exc:
+            issues.append(
+                (
+                    ("inputs", name, "default"),
+                    f"{exc.message} as its default",
+                    f"give a default of type {declared.type}, or drop 'default:' (optional: true "
+                    "renders an omitted input as none)",
+                )
+            )
+    return issues
 
 
 def _source_issues(spec: Spec) -> list[tuple[tuple[str, ...], str, str]]:
