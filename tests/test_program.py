@@ -255,3 +255,18 @@ def test_decorating_what_is_not_a_function_is_a_spec_error(kind):
               "builtin": print}[kind]  # fmt: skip
     with pytest.raises(SpecError, match=r"@recprompt\.task decorates a function, got"):
         recprompt.task(template="{{ user_id }}", output={"type": "text"})(target)
+
+
+def test_star_parameters_are_not_inputs():
+    """def f(*args) made one required str input named 'args'."""
+    with pytest.raises(SpecError, match=r"\*args cannot declare inputs"):
+
+        @recprompt.task(output={"type": "text"})
+        def f(*args):
+            """{{ args }}"""
+
+    with pytest.raises(SpecError, match=r"\*\*kw cannot declare inputs"):
+
+        @recprompt.task(output={"type": "text"})
+        def g(user_id: str, **kw):
+            """{{ user_id }}"""

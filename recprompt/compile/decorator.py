@@ -124,6 +124,15 @@ def task(
             ) from None
         inputs: dict[str, Any] = {}
         for pname, param in inspect.signature(function).parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                # *args became one required str input named 'args'
+                star = "*" if param.kind is param.VAR_POSITIONAL else "**"
+                raise SpecError(
+                    f"{function.__name__}: {star}{pname} cannot declare inputs",
+                    location=where,
+                    hint="name each input as its own parameter, e.g. def f(user_id: str, "
+                    "history: recprompt.History)",
+                )
             declared: dict[str, Any] = {
                 "type": _input_type(pname, hints.get(pname, param.annotation), where)
             }
