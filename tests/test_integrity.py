@@ -96,6 +96,41 @@ def test_results_without_run_json_are_refused_and_left_untouched(tmp_path):
     assert (first / "results.jsonl").read_bytes() == before
 
 
+class Fives(Scripted):
+    """Another model: always five stars."""
+
+    name = "fake:fives"
+
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
+        self._count()
+        return [0.0 if c == "5" else -9.0 for c in continuations]
+
+
+@pytest.mark.parametrize("how", ["copied", "run.json edited"])
+def test_another_runs_results_are_refused_not_reused(tmp_path, how):
+    """results.jsonl copied from a run of another model over the same cases was reused
+    whole: 0 calls, and the report gave that model's RMSE as this model's. So was a folder
+    whose run.json was edited to match the rerun."""
+    ds = small_dataset()
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    run(rating_program(), ds, mine)
+    run(rating_program(Fives()), ds, theirs)
+    if how == "copied":
+        shutil.copy(theirs / "results.jsonl", mine / "results.jsonl")
+        target = mine
+    else:
+        config = json.loads((theirs / "run.json").read_text())
+        config["model"] = config["model_identity"]["name"] = "fake:scripted"
+        (theirs / "run.json").write_text(json.dumps(config))
+        target = theirs
+    before = (target / "results.jsonl").read_bytes()
+    backend = Scripted()
+    with pytest.raises(RecpromptError, match=r"did not write .* none is reused") as caught:
+        run(rating_program(backend), ds, target)
+    assert "rm -r" in caught.value.hint and backend.calls == 0
+    assert (target / "results.jsonl").read_bytes() == before
+
+
 def test_a_folder_with_report_files_but_no_run_json_is_left_untouched(tmp_path):
     """A user's own report.md in --out was replaced without a word."""
     folder = tmp_path / "notes"

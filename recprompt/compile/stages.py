@@ -284,13 +284,13 @@ class StageRunner:
         return out
 
 
-def attach_store(program: Any, path: str | Path) -> None:
-    """Keep ``program``'s stage outputs in a resumable store at ``path``."""
+def attach_store(program: Any, path: str | Path, *, run: str | None = None) -> None:
+    """Keep ``program``'s stage outputs in a resumable store at ``path`` (owned by ``run``)."""
     from recprompt.eval.store import ResultStore
 
     runner = program.stage_runner_for()
     if runner is not None:
-        runner.store = ResultStore(path)
+        runner.store = ResultStore(path, run=run)
 
 
 def dry_stages(program: Any, inputs: dict[str, Any]) -> tuple[dict[str, Any], list]:

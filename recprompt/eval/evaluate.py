@@ -49,6 +49,7 @@ from recprompt.eval.runner import (
     make_cases,
     metered,
     run_cases,
+    run_id,
     train_split,
 )
 from recprompt.eval.scoring import per_case_values, ranking_values, score_records, summarize
@@ -467,11 +468,12 @@ def _evaluate(
     check_folder(out, config)
     train = train_split(dataset, protocol)
     prepared: dict[str, Any] = {}
-    store = ResultStore(out / "results.jsonl")
+    owner = run_id(config)  # results of any other run are refused, never reused
+    store = ResultStore(out / "results.jsonl", run=owner)
     if program.spec.stages:  # stage outputs resume like cases
         from recprompt.compile.stages import attach_store
 
-        attach_store(program, out / "stages.jsonl")
+        attach_store(program, out / "stages.jsonl", run=owner)
     usage = Usage()
     if not baselines_only:
         attach_declared_prior(program, train, protocol.seed)

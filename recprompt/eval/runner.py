@@ -9,6 +9,7 @@ refused rather than mixed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ from recprompt.eval.cases import Case, build_cases
 from recprompt.eval.prompts import PromptLog
 from recprompt.eval.store import ResultStore
 
-__all__ = ["Limits", "RunConfig", "run_cases"]
+__all__ = ["Limits", "RunConfig", "run_cases", "run_id"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,13 @@ def _refuse(out: Path, why: str, *, resumable: bool = True) -> RecpromptError:
     if resumable:
         hint += "; to continue the earlier run, rerun it with the settings in its run.json"
     return RecpromptError(f"{out} {why}", hint=hint)
+
+
+def run_id(config: RunConfig) -> str:
+    """SHA-256 of a run's settings and fingerprints, as run.json records them: stamped on
+    every result and on prepared.json, so that results are reused only by their own run."""
+    text = json.dumps(config.as_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def check_folder(out: Path, config: RunConfig) -> None:

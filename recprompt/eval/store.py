@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from recprompt._files import write_text_atomic
+from recprompt.errors import RecpromptError
 
 __all__ = ["ResultStore", "read_lines"]
 
@@ -57,14 +58,34 @@ def read_lines(path: str | Path) -> tuple[list[dict[str, Any]], int]:
 
 
 class ResultStore:
-    """JSON-lines results keyed by case id."""
+    """JSON-lines results keyed by case id.
 
-    def __init__(self, path: str | Path) -> None:
+    ``run``: the identity of the run that owns the file (see
+    :func:`recprompt.eval.runner.run_id`). Every line written carries it, and a file holding
+    a result of any other run (a results.jsonl copied from another folder, or one whose
+    run.json was edited) is refused whole, before anything in it is changed.
+    """
+
+    def __init__(self, path: str | Path, *, run: str | None = None) -> None:
         self.path = Path(path)
+        self.run = run
         self.records: dict[str, dict[str, Any]] = {}
         self.dropped = 0
         self._lock = threading.Lock()
         self._load()
+
+    def _check_owner(self, scanned: list[tuple[str, dict[str, Any] | None]]) -> None:
+        if self.run is None:
+            return
+        foreign = [r for _, r in scanned if r is not None and r.get("run") != self.run]
+        if foreign:
+            folder = self.path.parent
+            raise RecpromptError(
+                f"{self.path} holds {len(foreign)} result(s) that the run in "
+                f"{folder / 'run.json'} did not write (e.g. case {foreign[0]['id']}): they "
+                "may come from another run, so none is reused",
+                hint=f"to start fresh, pass a new --out folder or delete this one (rm -r {folder})",
+            )
 
     def _load(self) -> None:
         if not self.path.exists():
@@ -72,10 +93,13 @@ class ResultStore:
         good: list[str] = []
         bad: list[str] = []
         raw = self.path.read_bytes().decode("utf-8", errors="replace")
-        for line, record in _scan(raw):
+        scanned = list(_scan(raw))
+        self._check_owner(scanned)  # before a byte of the file is changed
+        for line, record in scanned:
             if record is None or record["id"] in self.records:
                 bad.append(line)
                 continue
+            record.pop("run", None)
             self.records[record["id"]] = record
             good.append(line)
         self.dropped = len(bad)
@@ -103,7 +127,8 @@ class ResultStore:
 
     def append(self, record: dict[str, Any]) -> None:
         """Persist one finished case before returning."""
-        payload = json.dumps(record, sort_keys=True, default=str)
+        stamped = record if self.run is None else {**record, "run": self.run}
+        payload = json.dumps(stamped, sort_keys=True, default=str)
         line = json.dumps({"crc": _crc(payload), "payload": payload}) + "\n"
         with self._lock:
             if record["id"] in self.records:
@@ -113,4 +138,6 @@ class ResultStore:
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
-            self.records[record["id"]] = json.loads(payload)
+            kept = json.loads(payload)
+            kept.pop("run", None)
+            self.records[record["id"]] = kept
