@@ -428,6 +428,39 @@ def test_a_resumed_run_keeps_its_tuned_weight_and_calibration_without_new_calls(
     assert edited.rank_prior.weight == first.rank_prior.weight
 
 
+def test_an_edited_or_foreign_prepared_json_is_tuned_again_not_trusted(tmp_path):
+    """A weight edited within [0, 1] was trusted: the remaining cases were ranked under it
+    while the report still gave the tuned weight. So was a prepared.json copied from a run
+    on other data."""
+    import shutil
+
+    from recprompt.errors import BudgetError
+    from recprompt.eval.evaluate import evaluate
+    from recprompt.eval.runner import Limits
+
+    ds = ratings_dataset()
+    protocol = Protocol(dataset="toy", n_negatives=9, n_users=10, seed=0)
+    first = letters_program("none", prior="bpr", tune_users=6)
+    with pytest.raises(BudgetError):
+        evaluate(first, ds, protocol, tmp_path / "run", limits=Limits(max_calls=8), progress=False)
+    tuned = first.rank_prior.weight
+    kept = tmp_path / "run" / "prepared.json"
+    state = json.loads(kept.read_text())
+    state["state"]["weight"] = 0.5 if tuned != 0.5 else 0.3
+    kept.write_text(json.dumps(state))
+    edited = letters_program("none", prior="bpr", tune_users=6)
+    report = evaluate(edited, ds, protocol, tmp_path / "run", progress=False)
+    assert edited.rank_prior.weight == tuned == report["fusion"]["weight"]
+    other = tmp_path / "other"  # the same spec on other users' data
+    evaluate(letters_program("none", prior="bpr", tune_users=6), ratings_dataset(users=30),
+             protocol, other, progress=False)  # fmt: skip
+    shutil.copy(other / "prepared.json", kept)
+    again = letters_program("none", prior="bpr", tune_users=6)
+    report = evaluate(again, ds, protocol, tmp_path / "run", progress=False)
+    assert again.backend.usage.calls == 6  # tuned again on this run's validation users
+    assert again.rank_prior.weight == tuned == report["fusion"]["weight"]
+
+
 @pytest.mark.parametrize("holdout", ["last", "random"])
 def test_a_retrievers_cases_show_the_same_history_as_sampled_ones(holdout: str) -> None:
     """With --retriever the history was 'every row but the last': under --holdout random

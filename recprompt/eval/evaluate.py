@@ -395,6 +395,7 @@ def _prepare(
     validation: dict[str, list[Case]],
     limits: Limits,
     out: Path,
+    run: str | None = None,
 ) -> tuple[dict[str, Any], Limits]:
     """Calibrate and tune the fusion weight on validation users, under the run's limits.
 
@@ -407,7 +408,7 @@ def _prepare(
     if not validation:
         return {}, limits
     path = out / signal.PREPARED
-    kept = signal.load_prepared(path, program, list(validation))
+    kept = signal.load_prepared(path, program, list(validation), run)
     if kept is not None:  # a resumed run: the remaining cases use the first invocation's
         return kept, limits
     started = time.monotonic()
@@ -420,7 +421,7 @@ def _prepare(
             "before the first test case",
             hint=exc.hint,
         ) from None
-    signal.save_prepared(path, program, prepared)
+    signal.save_prepared(path, program, prepared, run)
     return prepared, limits.charged(meter.usage, started)
 
 
@@ -477,7 +478,9 @@ def _evaluate(
     usage = Usage()
     if not baselines_only:
         attach_declared_prior(program, train, protocol.seed)
-        prepared, limits = _prepare(program, dataset, protocol, cases, validation, limits, out)
+        prepared, limits = _prepare(
+            program, dataset, protocol, cases, validation, limits, out, owner
+        )
         usage = _run(program, cases, store, limits, progress, execution)
     records = [store.records[c.id] for c in cases if c.id in store]
     fallback = float(np.nanmean(train.rating)) if train.has_ratings else 0.0

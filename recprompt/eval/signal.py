@@ -9,6 +9,7 @@ retriever's recall@N and NDCG@10 over the full catalogue beside the rerank's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,9 +97,20 @@ PREPARED = "prepared.json"
 """What :func:`prepare` fixed before the test cases, kept in the run folder for resuming."""
 
 
-def save_prepared(path: Path, program: Any, prepared: dict[str, Any]) -> None:
+def _checksum(kept: dict[str, Any]) -> str:
+    body = {k: v for k, v in kept.items() if k != "sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def save_prepared(
+    path: Path, program: Any, prepared: dict[str, Any], run: str | None = None
+) -> None:
     """Keep the report sections and the state they fixed (the fusion weight, the option
-    prior), so that a resumed run ranks its remaining cases as the first invocation did."""
+    prior), so that a resumed run ranks its remaining cases as the first invocation did.
+
+    ``run`` (the run's identity) and a checksum over the whole file are kept with them: a
+    prepared.json of another run, or one edited by hand, is tuned again, never trusted."""
     from recprompt._files import write_text_atomic
 
     state: dict[str, Any] = {}
@@ -113,16 +125,24 @@ def save_prepared(path: Path, program: Any, prepared: dict[str, Any]) -> None:
             "cases": prior.cases,
             "details": prior.details,
         }
-    write_text_atomic(path, json.dumps({"sections": prepared, "state": state}, default=str))
+    kept = json.loads(json.dumps({"sections": prepared, "state": state, "run": run}, default=str))
+    kept["sha256"] = _checksum(kept)
+    write_text_atomic(path, json.dumps(kept))
 
 
-def load_prepared(path: Path, program: Any, wanted: Sequence[str]) -> dict[str, Any] | None:
+def load_prepared(
+    path: Path, program: Any, wanted: Sequence[str], run: str | None = None
+) -> dict[str, Any] | None:
     """The sections :func:`save_prepared` kept, with their state restored on ``program``;
-    None when there is no such file or it does not hold every section in ``wanted``."""
+    None when there is no such file, it does not hold every section in ``wanted``, another
+    run wrote it, or it changed since (its state, e.g. the weight, would no longer be what
+    its sections report)."""
     from recprompt.rank.calibration import OptionPrior
 
     try:
         kept = json.loads(path.read_text(encoding="utf-8"))
+        if kept.get("run") != run or kept.get("sha256") != _checksum(kept):
+            return None
         sections, state = kept["sections"], kept["state"]
         if not isinstance(sections, dict) or set(sections) != set(wanted):
             return None
