@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -171,6 +172,30 @@ def test_scoring_gives_expected_rating():
     assert prediction.rating == pytest.approx(4.5, abs=1e-3)
     assert prediction.scores["4"] == pytest.approx(0.5, abs=1e-3)
     assert backend.calls[0][0] == "score" and backend.calls[0][2] == ("1", "2", "3", "4", "5")
+
+
+@pytest.mark.parametrize("logps", [[math.nan, 0, 0, 0, 0], [-math.inf] * 5, [math.inf, 0, 0, 0, 0]])
+def test_unusable_log_probabilities_make_an_invalid_answer_not_a_nan_rating(logps):
+    """NaN or +inf log-probabilities (or all -inf) gave rating NaN and NaN scores, counted as
+    a valid prediction."""
+    backend = ReplayBackend(logps=logps, logits=True)
+    prediction = recprompt.Program(recprompt.parse_spec(RATING), backend=backend)(
+        user_id="1", history=["A"]
+    )
+    assert not prediction.valid and prediction.rating is None
+    assert "not usable numbers" in prediction.error
+
+
+@pytest.mark.parametrize("logps", [[0.0, 0.0], [0.0] * 6])
+def test_a_backend_scoring_the_wrong_number_of_options_is_a_backend_error(logps):
+    """zip(strict=True) raised a bare ValueError."""
+    from recprompt.errors import BackendError
+
+    program = recprompt.Program(
+        recprompt.parse_spec(RATING), backend=ReplayBackend(logps=logps, logits=True)
+    )
+    with pytest.raises(BackendError, match=f"returned {len(logps)} scores for 5 options"):
+        program(user_id="1", history=["A"])
 
 
 def test_without_logits_scoring_falls_back_to_generation():

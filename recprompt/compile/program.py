@@ -20,7 +20,7 @@ from recprompt.backends.base import Backend, Usage
 from recprompt.backends.usage import running_usage
 from recprompt.compile.prediction import PredictionBase, prediction_class
 from recprompt.compile.render import Demo, Rendered, render
-from recprompt.errors import InputError, OutputError
+from recprompt.errors import BackendError, InputError, OutputError
 from recprompt.spec.model import Spec
 from recprompt.types import ParseFailure
 
@@ -321,7 +321,23 @@ class Program(dspy.Module):
             logps = option_prior.adjust(options, list(logps))
         usage = _delta(before, running_usage(backend))
         self.usage.add(usage)
-        probs = _softmax(logps)
+        if len(logps) != len(options):  # zip(strict=True) raised a bare ValueError
+            raise BackendError(
+                f"{getattr(backend, 'name', 'the backend')} returned {len(logps)} scores for "
+                f"{len(options)} options ({', '.join(options)})",
+                hint="a backend's score() gives one log-probability per continuation, in order",
+            )
+        probs = _softmax(logps) if logps else []
+        if not all(math.isfinite(p) for p in probs):
+            # NaN or +inf log-probabilities (or none finite) made every score NaN: the
+            # prediction (a NaN rating) counted as valid; it is an invalid answer instead
+            return self.Prediction(
+                raw=None,
+                variant=rendered.variant,
+                decode=rendered.decode,
+                usage=usage.as_dict(),
+                error=f"the option log-probabilities are not usable numbers: {list(logps)}",
+            )
         scores = dict(zip(options, probs, strict=True))
         best = options[max(range(len(options)), key=probs.__getitem__)]
         value: Any = self.spec.output.parse(best, rendered.inputs)
