@@ -831,6 +831,9 @@ def optimize_command(
 
     out_file = out_path(out_given)
     base = out_file.with_suffix("")
+    # numbers and the file name first: a refused run leaves no folder behind
+    check_program_path(out_file)
+    check_arguments(budget, demo_users, valid_users, test_users, report, concurrency)
     check_output_path(
         out_file,
         inputs=input_paths(spec, data),
@@ -838,9 +841,7 @@ def optimize_command(
         apart_from=data_reads(data),
         make_parents=True,
     )
-    check_program_path(out_file)
-    # numbers and data are checked before a model is loaded or a server contacted
-    check_arguments(budget, demo_users, valid_users, test_users, report, concurrency)
+    # data is checked before a model is loaded or a server contacted
     dataset = load_dataset(data)
     lock = exclusive_lock(
         out_file.parent,

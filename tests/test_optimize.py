@@ -241,6 +241,8 @@ def test_a_tuned_program_is_saved_only_under_a_name_that_loads(tmp_path: Path, n
     args = ["optimize", "p5.rating", "--data", str(tmp_path / "data"), "--budget", "9"]
     result = cli.invoke(app, [*args, "--out", str(tmp_path / name)])
     assert result.exit_code == 2 and "a tuned program is a .json file" in result.output
+    result = cli.invoke(app, [*args, "--out", str(tmp_path / "new" / "deeper" / name)])
+    assert result.exit_code == 2 and not (tmp_path / "new").exists()  # no folder left behind
 
 
 @pytest.mark.parametrize(
