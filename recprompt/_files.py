@@ -17,7 +17,7 @@ import os
 import stat
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -210,6 +210,7 @@ def check_output_path(
     siblings: Iterable[Path] = (),
     apart_from: Iterable[str | Path] = (),
     make_parents: bool = False,
+    check_name: Callable[[Path], object] | None = None,
 ) -> Path:
     """Refuse, before any work, an output path that cannot be written or would destroy input.
 
@@ -223,6 +224,8 @@ def check_output_path(
     ``apart_from`` are folders the command reads: no output may lie inside one, and a folder
     output may not contain one either. A file to be written that exists must be a regular
     file (not a symlink, a named pipe or a device): outputs are replaced whole.
+    ``check_name`` (raising on a bad file name) runs after those checks and before any
+    folder is made, so a refused name leaves nothing behind.
     """
     hint = f"pass another {flag}"
     where = str(path)
@@ -260,6 +263,8 @@ def check_output_path(
     probe = path if folder and path.is_dir() else path.parent
     if probe.exists() and not os.access(probe, os.W_OK):
         raise InputError(f"{flag} {where}: {probe} is not writable", hint=hint)
+    if check_name is not None:
+        check_name(path)
     if make_parents and not folder:  # made now: a folder that cannot be made (in /proc, say)
         try:  # would otherwise fail only when the result is saved, after all the work
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -831,8 +831,7 @@ def optimize_command(
 
     out_file = out_path(out_given)
     base = out_file.with_suffix("")
-    # numbers and the file name first: a refused run leaves no folder behind
-    check_program_path(out_file)
+    # numbers and the file name before a folder is made: a refused run leaves none behind
     check_arguments(budget, demo_users, valid_users, test_users, report, concurrency)
     check_output_path(
         out_file,
@@ -840,6 +839,7 @@ def optimize_command(
         siblings=[Path(f"{base}.report.json"), Path(f"{base}.report.md")] if report else [],
         apart_from=data_reads(data),
         make_parents=True,
+        check_name=check_program_path,
     )
     # data is checked before a model is loaded or a server contacted
     dataset = load_dataset(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections import Counter
@@ -35,7 +36,7 @@ def test_actor_killed_mid_run_is_replaced_and_results_match(tmp_path, data_root,
     from recprompt.data import load_dataset
     from recprompt.eval.cases import default_protocol
     from recprompt.eval.ray_engine import run_on_ray
-    from recprompt.eval.runner import Limits, make_cases
+    from recprompt.eval.runner import Limits, make_cases, run_id
 
     killed: list[int] = []
     with LatencyServer(delay=0.05) as server:
@@ -44,7 +45,10 @@ def test_actor_killed_mid_run_is_replaced_and_results_match(tmp_path, data_root,
         dataset = load_dataset(data_root / "ml-100k")
         protocol = default_protocol(program.spec, dataset.name, n_users=5, seed=0)
         cases = make_cases(program, dataset, protocol)
-        store = ResultStore(tmp_path / "ray" / "results.jsonl")
+        # the driver's store is the local engine's, owned by the same run as the local one
+        # (same settings and content fingerprints, which evaluate checks)
+        local_run = json.loads((tmp_path / "local" / "run.json").read_text())
+        store = ResultStore(tmp_path / "ray" / "results.jsonl", run=run_id(local_run))
 
         def kill_one(done: int, actors: list) -> None:
             if done >= 4 and not killed:
@@ -56,8 +60,7 @@ def test_actor_killed_mid_run_is_replaced_and_results_match(tmp_path, data_root,
         records, torn = read_lines(tmp_path / "ray" / "results.jsonl")
         counts = Counter(r["id"] for r in records)
         assert torn == 0 and len(counts) == len(cases) and set(counts.values()) == {1}
-        # the driver's store is the local engine's: with the local run's run.json (same
-        # settings and content fingerprints, which evaluate checks) it resumes to a full report
+        # with the local run's run.json it resumes to a full report
         shutil.copy(tmp_path / "local" / "run.json", tmp_path / "ray" / "run.json")
         resumed, _ = _evaluate(server.url, tmp_path / "ray", data_root, 1)
         # and the whole path through evaluate(engine="ray") gives the same report

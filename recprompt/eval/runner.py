@@ -139,10 +139,12 @@ def _refuse(out: Path, why: str, *, resumable: bool = True) -> RecpromptError:
     return RecpromptError(f"{out} {why}", hint=hint)
 
 
-def run_id(config: RunConfig) -> str:
-    """SHA-256 of a run's settings and fingerprints, as run.json records them: stamped on
-    every result and on prepared.json, so that results are reused only by their own run."""
-    text = json.dumps(config.as_dict(), sort_keys=True, separators=(",", ":"))
+def run_id(config: RunConfig | dict[str, Any]) -> str:
+    """SHA-256 of a run's settings and fingerprints, as run.json records them (the config,
+    or run.json's contents): stamped on every result and on prepared.json, so that results
+    are reused only by their own run."""
+    settings = config.as_dict() if isinstance(config, RunConfig) else config
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

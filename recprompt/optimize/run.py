@@ -164,8 +164,8 @@ def optimize(
         inputs=[path],
         siblings=[Path(f"{base}.report.json"), Path(f"{base}.report.md")] if report else [],
         make_parents=True,
+        check_name=lambda given: check_program_path(given, flag="out"),
     )
-    check_program_path(out, flag="out")
     spec = load_spec(path)
     if spec.rank is not None:
         from recprompt.optimize.ranking import check_rank_spec
