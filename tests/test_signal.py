@@ -506,16 +506,21 @@ def test_a_retriever_is_never_reused_for_another_dataset_of_the_same_size() -> N
     assert kept is not None and _key[0] == id(kept)  # alive: its id cannot be reused
 
 
+def small_catalogue() -> Dataset:
+    """12 titled items, 8 users who have each seen 4: a shortlist holds at most 8."""
+    rows = [(f"u{u}", f"i{(u + j) % 12}", 4.0, j) for u in range(8) for j in range(4)]
+    user, item, rating, ts = zip(*rows, strict=True)
+    titles = {f"i{i}": {"title": f"Movie {i}"} for i in range(12)}
+    return Dataset.from_records("small", user, item, rating, ts, items=titles)
+
+
 def test_a_shortlist_shorter_than_a_top_k_list_stops_before_any_call(tmp_path: Path) -> None:
     """On a small catalogue the retriever shortlists fewer items than --shortlist (only
     unseen ones): a listwise top-10 run stopped at the first such user, after the others'
     calls and with run.json written, on 'asks for 10 distinct candidates, but 9 were given'."""
     from recprompt.eval.evaluate import evaluate
 
-    rows = [(f"u{u}", f"i{(u + j) % 12}", 4.0, j) for u in range(8) for j in range(4)]
-    user, item, rating, ts = zip(*rows, strict=True)
-    titles = {f"i{i}": {"title": f"Movie {i}"} for i in range(12)}
-    ds = Dataset.from_records("small", user, item, rating, ts, items=titles)
+    ds = small_catalogue()
     program = Program(load_spec(TEMPLATES / "listwise.yaml"), backend=PlantedBackend())
     protocol = Protocol(dataset="small", seed=0, retriever="popularity", shortlist=10)
     with pytest.raises(InputError, match="asks for a top-10 list, but 8 case") as caught:
@@ -532,10 +537,7 @@ def test_a_shortlist_longer_than_the_unseen_items_is_reported(tmp_path: Path) ->
     from recprompt.eval.evaluate import evaluate
     from recprompt.eval.signal import signal_markdown
 
-    rows = [(f"u{u}", f"i{(u + j) % 12}", 4.0, j) for u in range(8) for j in range(4)]
-    user, item, rating, ts = zip(*rows, strict=True)
-    titles = {f"i{i}": {"title": f"Movie {i}"} for i in range(12)}
-    ds = Dataset.from_records("small", user, item, rating, ts, items=titles)
+    ds = small_catalogue()
     program = Program(load_spec(TEMPLATES / "likelihood.yaml"), backend=PlantedBackend())
     protocol = Protocol(dataset="small", seed=0, retriever="popularity", shortlist=5000)
     warned: list[str] = []
