@@ -11,8 +11,8 @@ from test_optimize import RATING, SMALL, FakeBackend, run, tiny_dataset
 
 import recprompt
 from recprompt.errors import ProgramError
+from recprompt.eval.identity import content_sha256
 from recprompt.optimize import Config, optimize
-from recprompt.optimize.saved import content_sha256
 from recprompt.optimize.search import TOLERANCE, rank_configs
 
 FIXED = Config("1-2", 2, "fixed", 5, 1)

@@ -28,13 +28,21 @@ from recprompt.data import Dataset
 from recprompt.environment import innermost_backend
 from recprompt.eval.cases import Case
 
-__all__ = ["cases_fingerprint", "dataset_fingerprint", "model_identity"]
+__all__ = ["cases_fingerprint", "content_sha256", "dataset_fingerprint", "model_identity"]
 
 _CHUNK = 1 << 20
 
 
 def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8")
+
+
+def content_sha256(state: dict[str, Any]) -> str:
+    """Checksum of a saved JSON state (a tuned program, a run's prepared.json): every field
+    but ``sha256`` itself, canonical JSON."""
+    body = {k: v for k, v in state.items() if k != "sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _strings(column: np.ndarray) -> bytes:

@@ -9,7 +9,6 @@ retriever's recall@N and NDCG@10 over the full catalogue beside the rerank's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from recprompt.data import Dataset, Protocol
+from recprompt.eval.identity import content_sha256
 
 __all__ = ["plan", "plot_calibration", "prepare", "sections", "signal_markdown"]
 
@@ -97,12 +97,6 @@ PREPARED = "prepared.json"
 """What :func:`prepare` fixed before the test cases, kept in the run folder for resuming."""
 
 
-def _checksum(kept: dict[str, Any]) -> str:
-    body = {k: v for k, v in kept.items() if k != "sha256"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def save_prepared(
     path: Path, program: Any, prepared: dict[str, Any], run: str | None = None
 ) -> None:
@@ -126,7 +120,7 @@ def save_prepared(
             "details": prior.details,
         }
     kept = json.loads(json.dumps({"sections": prepared, "state": state, "run": run}, default=str))
-    kept["sha256"] = _checksum(kept)
+    kept["sha256"] = content_sha256(kept)
     write_text_atomic(path, json.dumps(kept))
 
 
@@ -141,7 +135,7 @@ def load_prepared(
 
     try:
         kept = json.loads(path.read_text(encoding="utf-8"))
-        if kept.get("run") != run or kept.get("sha256") != _checksum(kept):
+        if kept.get("run") != run or kept.get("sha256") != content_sha256(kept):
             return None
         sections, state = kept["sections"], kept["state"]
         if not isinstance(sections, dict) or set(sections) != set(wanted):

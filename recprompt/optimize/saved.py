@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from recprompt._files import open_regular, write_text_atomic
 from recprompt.compile.program import Program
 from recprompt.errors import ProgramError, RecpromptError
+from recprompt.eval.identity import content_sha256
 from recprompt.select import attach, make_selector
 from recprompt.spec.model import Spec
 
@@ -42,13 +43,6 @@ def spec_sha256(spec: Spec) -> str:
     """Hash of the spec's content (comments and key order in the YAML do not matter)."""
     dump = spec.model_dump(mode="json", by_alias=True)
     return hashlib.sha256(json.dumps(dump, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def content_sha256(state: dict[str, Any]) -> str:
-    """Checksum of a saved program: every field but ``sha256`` itself, canonical JSON."""
-    body = {k: v for k, v in state.items() if k != "sha256"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class _Strict(BaseModel):
