@@ -459,6 +459,10 @@ def test_an_edited_or_foreign_prepared_json_is_tuned_again_not_trusted(tmp_path)
     report = evaluate(again, ds, protocol, tmp_path / "run", progress=False)
     assert again.backend.usage.calls == 6  # tuned again on this run's validation users
     assert again.rank_prior.weight == tuned == report["fusion"]["weight"]
+    kept.write_text("[]")  # valid JSON, but not the object prepared.json holds
+    listed = letters_program("none", prior="bpr", tune_users=6)
+    report = evaluate(listed, ds, protocol, tmp_path / "run", progress=False)
+    assert listed.backend.usage.calls == 6 and report["fusion"]["weight"] == tuned
 
 
 @pytest.mark.parametrize("holdout", ["last", "random"])

@@ -135,6 +135,8 @@ def load_prepared(
 
     try:
         kept = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(kept, dict):  # '[]' raised AttributeError on .get
+            return None
         if kept.get("run") != run or kept.get("sha256") != content_sha256(kept):
             return None
         sections, state = kept["sections"], kept["state"]
