@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from recprompt._files import special_kind
+from recprompt.data._io import require
 from recprompt.data.amazon import load_amazon
 from recprompt.data.dataset import Dataset
 from recprompt.data.descriptor import load_descriptor
@@ -86,14 +86,8 @@ def load_dataset(name_or_path: str | Path, *, root: str | Path | None = None) ->
     for path in paths:
         if not path.exists():
             continue
-        kind = special_kind(path)
-        if kind is not None and not path.is_dir():
-            raise DataError(
-                f"{path.name} is {kind}, not a regular file or folder",
-                location=Location(str(path)),
-                hint="datasets are read from regular files: save the data to a file and point "
-                "--data to it",
-            )
+        if not path.is_dir():
+            require(path)  # a pipe or a device is named as such, not "unknown format"
         loader = detect_format(path)
         if loader is None:
             raise DataError(
