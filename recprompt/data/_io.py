@@ -6,12 +6,20 @@ import gzip
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import IO, Any, NoReturn
 
 from recprompt._files import special_kind
 from recprompt.errors import DataError, Location
 
-__all__ = ["fail", "numbered_lines", "parse_float", "parse_int", "parse_rating", "require"]
+__all__ = [
+    "fail",
+    "numbered_lines",
+    "open_text",
+    "parse_float",
+    "parse_int",
+    "parse_rating",
+    "require",
+]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -35,11 +43,17 @@ def require(path: Path) -> Path:
     return path
 
 
+def open_text(path: Path, encoding: str = "utf-8") -> IO[str]:
+    """``path`` opened as text, gunzipped when it ends in .gz (any format's files may be);
+    line ends are left as they are (``newline=""``), for the csv module and line numbers."""
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    return opener(path, "rt", encoding=encoding, newline="")
+
+
 def numbered_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """(1-based line number, line without newline), skipping blank lines; reads .gz too."""
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding=encoding, newline="") as fh:
+        with open_text(path, encoding) as fh:
             for n, raw in enumerate(fh, 1):
                 line = raw.rstrip("\r\n")
                 if line.strip():

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from recprompt.data._finish import finish
-from recprompt.data._io import fail, parse_int, parse_rating, require
+from recprompt.data._io import fail, open_text, parse_int, parse_rating, require
 from recprompt.data.dataset import Dataset
 
 __all__ = ["load_csv", "load_item_table"]
@@ -37,9 +36,8 @@ def _reader(
     except LookupError:
         fail(path, None, f"unknown encoding {encoding!r}", "e.g. utf-8, latin-1, cp1252")
     # ratings.csv.gz was read as text: "cannot decode as utf-8", with a hint at the encoding
-    opener: Any = gzip.open if path.suffix == ".gz" else open
     try:
-        fh = opener(path, "rt", encoding="utf-8-sig" if codec == "utf-8" else encoding, newline="")
+        fh = open_text(path, "utf-8-sig" if codec == "utf-8" else encoding)
     except OSError as exc:
         fail(path, None, f"cannot read file: {exc}")
     reader = csv.DictReader(fh, delimiter=delimiter)
