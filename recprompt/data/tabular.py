@@ -121,17 +121,23 @@ def load_csv(
     """Columns are named by header; ``title`` (optional) fills the item table, ``items``
     (optional, e.g. from :func:`load_item_table`) gives item text from another file."""
     path = require(Path(path))
-    roles = {"user": user, "item": item, "rating": rating, "timestamp": timestamp}
-    named = [(role, column) for role, column in roles.items() if column is not None]
-    for i, (role, column) in enumerate(named):  # user = item made every user a one-item user
-        other = next((r for r, c in named[:i] if c == column), None)
-        if other is not None:
+    role_of: dict[str, str] = {}  # user = item made every user a one-item user
+    for role, column in (
+        ("user", user),
+        ("item", item),
+        ("rating", rating),
+        ("timestamp", timestamp),
+    ):
+        if column is None:
+            continue
+        if column in role_of:
             fail(
                 path,
                 None,
-                f"column {column!r} is named as both {other} and {role}",
+                f"column {column!r} is named as both {role_of[column]} and {role}",
                 "each of user, item, rating and timestamp needs its own column",
             )
+        role_of[column] = role
     fh, reader, fields = _reader(path, delimiter, encoding, (user, item, rating, timestamp, title))
     users, item_col, ratings, stamps = [], [], [], []
     table: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (items or {}).items()}

@@ -216,8 +216,11 @@ class CalibrationSpec(_Strict):
     def _settings_of_the_method(self) -> CalibrationSpec:
         """A setting the chosen method never reads was accepted and changed nothing
         (``permutations`` under contextual, ``content_free`` under pride, any under none)."""
-        read = {"none": set(), "contextual": {"samples", "content_free"}}
-        read["pride"] = {"samples", "permutations"}
+        read: dict[str, set[str]] = {
+            "none": set(),
+            "contextual": {"samples", "content_free"},
+            "pride": {"samples", "permutations"},
+        }
         fields = type(self).model_fields
         unread = [
             name
