@@ -1,11 +1,12 @@
-"""The product-level runs quoted in closing notes: tuned vs zero-shot, and the README's main job.
+"""The product-level runs quoted in closing notes: tuned vs zero-shot.
 
 Runs, through the CLI with the default local model and the disk cache:
 
 * ``recprompt optimize p5.rating`` (RMSE) and ``recprompt optimize
   cookbook/optimize/next_movie.yaml`` (NDCG@10): zero-shot against tuned on validation and on
-  held-out test users;
-* the README's main job, ``recprompt eval rank.letters`` on 100 users, beside its baselines.
+  held-out test users.
+
+The README's main job and the runs on every user are ``bench/full_scale.py``.
 
 A rerun is answered from the disk cache (same seeds, same calls), so it reproduces the same
 tables in seconds; the reports' call counts then show only the calls that missed the cache.
@@ -31,7 +32,6 @@ OPTIMIZE = {
     "rating": ["p5.rating", "--budget", "300", "--valid-users", "30", "--test-users", "60"],
     "ranking": ["cookbook/optimize/next_movie.yaml", "--budget", "400", "--test-users", "30"],
 }
-MAIN_JOB = ["eval", "rank.letters", "--data", "ml-100k", "--users", "100", "--seed", "0"]
 
 
 def recprompt(*args: str) -> float:
@@ -61,26 +61,9 @@ def tuned_vs_zero_shot(work: Path, name: str, args: list[str]) -> dict[str, Any]
     }
 
 
-def main_job(work: Path) -> dict[str, Any]:
-    out = work / "main-job"
-    seconds = recprompt(*MAIN_JOB, "--out", str(out))
-    report = json.loads((out / "report.json").read_text())
-    return {
-        "command": "recprompt " + " ".join(MAIN_JOB),
-        "protocol": report["protocol"],
-        "metrics": {k: v["value"] for k, v in report["metrics"].items()},
-        "baselines_ndcg@10": {k: v["ndcg@10"]["value"] for k, v in report["baselines"].items()},
-        "validity": report["validity"],
-        "position": report["position"],
-        "usage": report["usage"]["this_invocation"],
-        "seconds": seconds,
-    }
-
-
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="recprompt-acceptance-"))
     result = {name: tuned_vs_zero_shot(work, name, args) for name, args in OPTIMIZE.items()}
-    result["main_job"] = main_job(work)
     write_result("acceptance", {"model": "local (Gemma 3 270M Q4_K_M)", **result})
 
 
